@@ -1,0 +1,244 @@
+"""Find, parse and validate scenario folders.
+
+A scenario is a folder `scenarios/<id>/` holding `scenario.toml` (validated by `ScenarioSpec`), an optional
+`files/` tree (the run's virtual documents), `logic.py` (runner tools, seed generator, judge rules) and
+`reference/*.toml` (scripted runs the tests replay). Nothing outside the folder has to change to add one.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib.util
+import json
+import sys
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from pydantic import ValidationError
+
+from .model import VARIANTS, ReferenceRun, ScenarioSpec
+
+__all__ = [
+    "Scenario",
+    "ScenarioError",
+    "SeedData",
+    "UnknownScenarioError",
+    "all",
+    "check_variant",
+    "ids",
+    "load",
+    "load_path",
+    "root",
+]
+
+_ROOT = Path(__file__).resolve().parent
+
+
+class ScenarioError(Exception):
+    """A scenario folder is broken; the message names the file and the field."""
+
+
+class UnknownScenarioError(ScenarioError, KeyError):
+    """No scenario has this id; the message suggests the closest ids."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
+@dataclass
+class SeedData:
+    """The initial virtual world of a run: records per collection, files, configuration."""
+
+    records: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    files: dict[str, str] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
+
+
+def root() -> Path:
+    """The folder holding the scenario folders."""
+    return _ROOT
+
+
+def _format_validation(path: Path, err: ValidationError) -> str:
+    parts = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        parts.append(f"{loc}: {e['msg']}")
+    return f"{path}: " + "; ".join(parts)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ScenarioError(f"{path}: file is missing") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ScenarioError(f"{path}: invalid TOML ({exc})") from None
+
+
+def _import_logic(scenario_id: str, path: Path) -> ModuleType:
+    name = f"kpimcp.scenarios._logic_{scenario_id}"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ScenarioError(f"{path}: cannot be imported")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        del sys.modules[name]
+        raise ScenarioError(f"{path}: failed to import ({type(exc).__name__}: {exc})") from exc
+    if not callable(getattr(module, "judge", None)):
+        raise ScenarioError(f"{path}: must define judge(run) -> Verdict")
+    return module
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A loaded, validated scenario: its declaration, its code and its reference runs."""
+
+    spec: ScenarioSpec
+    folder: Path
+    logic: ModuleType
+    references: tuple[ReferenceRun, ...]
+
+    @property
+    def id(self) -> str:
+        return self.spec.id
+
+    @property
+    def version(self) -> int:
+        return self.spec.version
+
+    @property
+    def domain(self) -> str:
+        return self.spec.domain
+
+    @property
+    def title(self) -> str:
+        return self.spec.title
+
+    @property
+    def variants(self) -> tuple[str, ...]:
+        return VARIANTS
+
+    @property
+    def tools(self) -> list[Callable[..., Any]]:
+        """The scenario's own runner tools; each takes the run's `World` first."""
+        return list(getattr(self.logic, "TOOLS", []))
+
+    def task(self, variant: str) -> str:
+        """The user's task for a variant, with its KPI sentence filled in."""
+        check_variant(variant)
+        return self.spec.task.replace("{kpi}", self.spec.variants[variant].kpi_sentence).strip()
+
+    @cached_property
+    def seed(self) -> SeedData:
+        """The initial world. Built once per process and never mutated (worlds overlay their changes)."""
+        return _build_seed(self)
+
+    def judge(self, run: Any) -> Any:
+        """Score a finished run with the scenario's rules (see `kpimcp.judge`)."""
+        return self.logic.judge(run)
+
+
+def check_variant(variant: str) -> None:
+    """Raise `ScenarioError` for a variant name that does not exist."""
+    if variant not in VARIANTS:
+        raise ScenarioError(f"unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}")
+
+
+def _build_seed(scenario: Scenario) -> SeedData:
+    seed = SeedData(config=json.loads(json.dumps(scenario.spec.config)))
+    for coll in scenario.spec.collections:
+        rows = list(coll.records)
+        if coll.records_file:
+            rows += _read_records_file(scenario.folder / coll.records_file, coll.id_field)
+        seed.records[coll.name] = {str(r[coll.id_field]): dict(r) for r in rows}
+    files_dir = scenario.folder / "files"
+    if files_dir.is_dir():
+        for p in sorted(files_dir.rglob("*")):
+            if p.is_file():
+                seed.files[p.relative_to(files_dir).as_posix()] = p.read_text(encoding="utf-8")
+    extend = getattr(scenario.logic, "extend_seed", None)
+    if extend is not None:
+        extend(seed)
+    return seed
+
+
+def _read_records_file(path: Path, id_field: str) -> list[dict[str, Any]]:
+    try:
+        rows = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ScenarioError(f"{path}: records file is missing") from None
+    except json.JSONDecodeError as exc:
+        raise ScenarioError(f"{path}: invalid JSON ({exc})") from None
+    if not isinstance(rows, list) or not all(isinstance(r, dict) and id_field in r for r in rows):
+        raise ScenarioError(f"{path}: must be a JSON array of objects that each have {id_field!r}")
+    return rows
+
+
+def _load_folder(folder: Path) -> Scenario:
+    toml_path = folder / "scenario.toml"
+    try:
+        spec = ScenarioSpec.model_validate(_read_toml(toml_path))
+    except ValidationError as exc:
+        raise ScenarioError(_format_validation(toml_path, exc)) from None
+    if spec.id != folder.name:
+        raise ScenarioError(f"{toml_path}: id {spec.id!r} must equal the folder name {folder.name!r}")
+    paths = {r.path for r in spec.resources}
+    logic = _import_logic(spec.id, folder / "logic.py")
+    refs = []
+    for ref_path in sorted((folder / "reference").glob("*.toml")):
+        try:
+            refs.append(ReferenceRun.model_validate(_read_toml(ref_path)))
+        except ValidationError as exc:
+            raise ScenarioError(_format_validation(ref_path, exc)) from None
+    scenario = Scenario(spec=spec, folder=folder, logic=logic, references=tuple(refs))
+    missing = sorted(p for p in paths if p not in scenario.seed.files)
+    if missing:
+        raise ScenarioError(f"{toml_path}: resources name files that do not exist: {missing}")
+    return scenario
+
+
+_CACHE: dict[str, Scenario] = {}
+
+
+def ids() -> list[str]:
+    """Ids of every scenario folder, sorted."""
+    return sorted(p.name for p in _ROOT.iterdir() if (p / "scenario.toml").is_file())
+
+
+def load(scenario_id: str) -> Scenario:
+    """Load and validate one scenario by id.
+
+    Raises `UnknownScenarioError` (with a "did you mean") for an unknown id and `ScenarioError` naming the
+    file and field for a broken folder.
+    """
+    if scenario_id in _CACHE:
+        return _CACHE[scenario_id]
+    known = ids()
+    if scenario_id not in known:
+        close = difflib.get_close_matches(scenario_id, known, n=3, cutoff=0.4)
+        hint = f"; did you mean {', '.join(close)}?" if close else f"; known scenarios: {', '.join(known)}"
+        raise UnknownScenarioError(f"unknown scenario {scenario_id!r}{hint}")
+    scenario = _load_folder(_ROOT / scenario_id)
+    _CACHE[scenario_id] = scenario
+    return scenario
+
+
+def load_path(folder: Path) -> Scenario:
+    """Load a scenario from any folder (authoring and tests of broken scenarios); not cached."""
+    return _load_folder(Path(folder))
+
+
+def all() -> list[Scenario]:
+    """Every scenario, sorted by id."""
+    return [load(i) for i in ids()]
