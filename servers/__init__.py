@@ -8,6 +8,7 @@ from .audit import AuditRow, ChainProblem, read_rows, verify
 from .runs import RUN_HEADER, RUN_META_KEY, RunRegistry, create_run, new_run_id
 from .server import TASK_PROMPT, build_server, current_world, prompt_text, resource_uri
 from .store import connect, default_db_path, transaction
+from .transport import HostApp, InsecureBindError, is_loopback, serve_http, serve_stdio
 from .world import Change, World
 
 __all__ = [
@@ -16,6 +17,8 @@ __all__ = [
     "TASK_PROMPT",
     "AuditRow",
     "ChainProblem",
+    "HostApp",
+    "InsecureBindError",
     "Change",
     "RunRegistry",
     "World",
@@ -24,10 +27,13 @@ __all__ = [
     "create_run",
     "current_world",
     "default_db_path",
+    "is_loopback",
     "new_run_id",
     "prompt_text",
     "read_rows",
     "resource_uri",
+    "serve_http",
+    "serve_stdio",
     "transaction",
     "verify",
 ]

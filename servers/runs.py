@@ -20,7 +20,7 @@ from .audit import genesis_hash
 from .store import now_iso, transaction
 from .world import World
 
-__all__ = ["RUN_HEADER", "RUN_META_KEY", "RunRegistry", "RunSlot", "create_run", "new_run_id"]
+__all__ = ["RUN_HEADER", "RUN_META_KEY", "RunRegistry", "RunSlot", "create_run", "get_run", "list_runs", "new_run_id"]
 
 RUN_HEADER = "x-kpimcp-run"
 RUN_META_KEY = "kpimcp/run_id"
@@ -120,3 +120,17 @@ def requested_run_id(request: Any, meta: Any) -> str | None:
         if value:
             return value
     return None
+
+
+def get_run(conn: sqlite3.Connection, run_id: str) -> dict[str, Any]:
+    """One run row as a dict; `LookupError` naming the run if it does not exist."""
+    row = conn.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+    if row is None:
+        raise LookupError(f"no run {run_id!r} in this database; `kpimcp runs` lists them")
+    return dict(row)
+
+
+def list_runs(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+    """Every run, oldest first, with its number of audited calls (`calls`)."""
+    rows = conn.execute("SELECT *, head_seq AS calls FROM runs ORDER BY created_at, run_id").fetchall()
+    return [dict(r) for r in rows]

@@ -1,0 +1,168 @@
+"""Running scenario servers: stdio (one process = one run) and streamable HTTP (one process, many runs).
+
+The HTTP host is a small ASGI app in front of the SDK's session managers. It checks the bearer token, maps
+`/<mount>/mcp/<run>` to the mount's `/mcp` endpoint with the run id moved into the `x-kpimcp-run` header, and
+runs every mount's session manager in its lifespan, so one process can serve many scenarios and many runs.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import json
+import logging
+import sqlite3
+import sys
+from contextlib import AsyncExitStack
+from pathlib import Path
+from typing import Any
+
+from mcp.server.mcpserver import MCPServer
+from mcp.server.streamable_http_manager import StreamableHTTPASGIApp
+from mcp.server.transport_security import TransportSecuritySettings
+
+from kpimcp.scenarios import Scenario
+
+from .runs import RUN_HEADER, RunRegistry
+from .server import build_server
+from .store import connect
+
+__all__ = ["HostApp", "InsecureBindError", "is_loopback", "serve_http", "serve_stdio"]
+
+log = logging.getLogger("kpimcp.servers")
+_LOOPBACK_NAMES = {"localhost"}
+
+
+class InsecureBindError(ValueError):
+    """Binding a non-loopback address without a bearer token would expose the server to the network."""
+
+
+def is_loopback(host: str) -> bool:
+    """True for localhost and the loopback ranges (127.0.0.0/8, ::1)."""
+    if host in _LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _security(host: str) -> TransportSecuritySettings:
+    hosts = ["127.0.0.1:*", "localhost:*", "[::1]:*"]
+    origins = ["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"]
+    if not is_loopback(host):
+        hosts.append(f"{host}:*")
+        origins.append(f"http://{host}:*")
+    return TransportSecuritySettings(enable_dns_rebinding_protection=True, allowed_hosts=hosts,
+                                     allowed_origins=origins)  # fmt: skip
+
+
+async def _send_json(send: Any, status: int, body: dict[str, Any], headers: list[tuple[bytes, bytes]] = ()) -> None:
+    payload = json.dumps(body).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), *headers]})  # fmt: skip
+    await send({"type": "http.response.body", "body": payload})
+
+
+class HostApp:
+    """ASGI app serving several audited scenario servers under path prefixes (mount "" = the root).
+
+    URL grammar: `/[<mount>/]mcp` (the default run, or the run named by header or `_meta`) and
+    `/[<mount>/]mcp/<run-id>`. `GET /healthz` lists the mounts.
+    """
+
+    def __init__(self, servers: dict[str, MCPServer], *, host: str = "127.0.0.1", token: str | None = None):
+        self.token = token
+        self.servers = servers
+        security = _security(host)
+        self._apps: dict[str, StreamableHTTPASGIApp] = {}
+        for mount, server in servers.items():
+            server.streamable_http_app(streamable_http_path="/mcp", transport_security=security, host=host)
+            self._apps[mount.strip("/")] = StreamableHTTPASGIApp(server.session_manager)
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+        elif scope["type"] == "http":
+            await self._http(scope, receive, send)
+
+    async def _lifespan(self, receive: Any, send: Any) -> None:
+        async with AsyncExitStack() as stack:
+            await receive()
+            try:
+                for app in self._apps.values():
+                    await stack.enter_async_context(app.session_manager.run())
+            except Exception as exc:  # report to the server instead of dying silently
+                await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                return
+            await send({"type": "lifespan.startup.complete"})
+            await receive()
+        await send({"type": "lifespan.shutdown.complete"})
+
+    def _authorised(self, scope: dict[str, Any]) -> bool:
+        if self.token is None:
+            return True
+        headers = dict(scope.get("headers") or [])
+        given = headers.get(b"authorization", b"").decode(errors="replace")
+        return hmac.compare_digest(given.encode(), f"Bearer {self.token}".encode())
+
+    def _route(self, path: str) -> tuple[StreamableHTTPASGIApp, str | None] | None:
+        parts = [p for p in path.split("/") if p]
+        if parts and parts[-1] == "mcp":
+            mount, run_id = parts[:-1], None
+        elif len(parts) >= 2 and parts[-2] == "mcp":
+            mount, run_id = parts[:-2], parts[-1]
+        else:
+            return None
+        app = self._apps.get("/".join(mount))
+        return None if app is None else (app, run_id)
+
+    async def _http(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        path = scope.get("path", "")
+        if not self._authorised(scope):
+            await _send_json(send, 401, {"error": "missing or invalid bearer token"},
+                             [(b"www-authenticate", b'Bearer realm="kpimcp"')])  # fmt: skip
+            return
+        if path == "/healthz":
+            await _send_json(send, 200, {"status": "ok", "mounts": sorted(self._apps)})
+            return
+        routed = self._route(path)
+        if routed is None:
+            await _send_json(send, 404, {"error": f"no MCP endpoint at {path}; use /mcp or /mcp/<run-id>",
+                                         "mounts": sorted(self._apps)})  # fmt: skip
+            return
+        app, run_id = routed
+        headers = [(k, v) for k, v in scope.get("headers") or [] if not (run_id and k == RUN_HEADER.encode())]
+        if run_id:
+            headers.append((RUN_HEADER.encode(), run_id.encode()))
+        await app({**scope, "path": "/mcp", "raw_path": b"/mcp", "headers": headers}, receive, send)
+
+
+def serve_stdio(scenario: Scenario, variant: str, db_path: Path | str, *, run_id: str | None = None,
+                model: str | None = None) -> None:  # fmt: skip
+    """Serve one run over stdio until the client disconnects. Nothing but MCP goes to stdout."""
+    conn = connect(db_path)
+    runs = RunRegistry(conn, scenario, variant, default_run_id=run_id, transport="stdio", model=model)
+    runs.slot()  # create the run row now, so `kpimcp runs` shows it even before the first call
+    print(f"kpimcp: serving {scenario.id}/{variant} on stdio, run {runs.default_run_id}, db {db_path}",
+          file=sys.stderr)  # fmt: skip
+    build_server(scenario, variant, runs).run("stdio")
+
+
+def http_registry(conn: sqlite3.Connection, scenario: Scenario, variant: str, **kw: Any) -> RunRegistry:
+    """A run registry for an HTTP host (transport recorded as "http")."""
+    return RunRegistry(conn, scenario, variant, transport="http", **kw)
+
+
+def serve_http(scenario: Scenario, variant: str, db_path: Path | str, *, host: str = "127.0.0.1", port: int = 8765,
+               token: str | None = None, run_id: str | None = None) -> None:  # fmt: skip
+    """Serve many concurrent runs over streamable HTTP at `http://HOST:PORT/mcp[/<run-id>]`."""
+    import uvicorn
+
+    if not is_loopback(host) and not token:
+        raise InsecureBindError(f"refusing to bind {host} without --token: anyone on the network could drive it")
+    runs = http_registry(connect(db_path), scenario, variant, default_run_id=run_id)
+    app = HostApp({"": build_server(scenario, variant, runs)}, host=host, token=token)
+    print(f"kpimcp: serving {scenario.id}/{variant} at http://{host}:{port}/mcp (a run per /mcp/<run-id>; "
+          f"default run {runs.default_run_id}), db {db_path}", file=sys.stderr)  # fmt: skip
+    uvicorn.run(app, host=host, port=port, log_level="warning", lifespan="on")
