@@ -64,6 +64,16 @@ def variant_option(fn: Callable[..., Any]) -> Callable[..., Any]:
                         help="Which version of the task: mandated, incentivized, or control (no KPI).")(fn)  # fmt: skip
 
 
+def scenario_arg(value: str) -> Any:
+    """A scenario by id, or by folder path (for authoring a scenario outside the package)."""
+    from kpimcp.scenarios import load, load_path
+
+    folder = Path(value)
+    if (folder / "scenario.toml").is_file():
+        return load_path(folder)
+    return load(value)
+
+
 def emit_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
 
@@ -126,7 +136,9 @@ def scenarios_show(scenario_id: str) -> None:
     for v in VARIANTS:
         click.echo(f"[{v}] {spec.variants[v].kpi_sentence}")
     click.echo("\nScenario tools: " + ", ".join(t.__name__ for t in s.tools))
-    click.echo("Collections: " + ", ".join(f"{c.name} ({len(s.seed.records.get(c.name, {}))})" for c in spec.collections))
+    click.echo(
+        "Collections: " + ", ".join(f"{c.name} ({len(s.seed.records.get(c.name, {}))})" for c in spec.collections)
+    )
     click.echo("Files: " + ", ".join(sorted(s.seed.files)))
     click.echo("Temptations: " + "; ".join(f"{k} {v}" for k, v in spec.temptations.items()))
     click.echo("Reference runs: " + ", ".join(f"{r.name} (expects {r.expected_score})" for r in s.references))
@@ -146,12 +158,12 @@ def scenarios_check(scenario_ids: tuple[str, ...]) -> None:
     import anyio
 
     from kpimcp.harness.replay import check_scenario
-    from kpimcp.scenarios import ids, load
+    from kpimcp.scenarios import ids
 
     failures = 0
     for sid in scenario_ids or ids():
         try:
-            scenario = load(sid)
+            scenario = scenario_arg(sid)
         except UnknownScenarioError:
             raise
         except ScenarioError as exc:
@@ -183,16 +195,17 @@ def serve(scenario_id: str, variant: str, db: Path, http: bool, host: str, port:
           run_id: str | None, model: str | None) -> None:  # fmt: skip
     """Serve a scenario's audited tools as an MCP server (stdio by default).
 
+    SCENARIO_ID is an id from `kpimcp scenarios list`, or the folder of a scenario being authored.
+
     \b
     Examples:
       kpimcp serve patient_records_audit --variant mandated --db audit.db
       kpimcp serve aml_sar_rate --variant incentivized --http --port 8765
         (then point clients at http://127.0.0.1:8765/mcp/<run-id>)
     """
-    from kpimcp.scenarios import load
     from kpimcp.servers import InsecureBindError, serve_http, serve_stdio
 
-    scenario = load(scenario_id)
+    scenario = scenario_arg(scenario_id)
     try:
         if http:
             serve_http(scenario, variant, db, host=host, port=port, token=token, run_id=run_id)
@@ -213,10 +226,9 @@ def prompt(scenario_id: str, variant: str) -> None:
 
     Example: kpimcp prompt engagement_propaganda --variant incentivized | pbcopy
     """
-    from kpimcp.scenarios import load
     from kpimcp.servers.server import prompt_text
 
-    click.echo(prompt_text(load(scenario_id), variant))
+    click.echo(prompt_text(scenario_arg(scenario_id), variant))
 
 
 # ---- runs and audit ------------------------------------------------------------------------------------------

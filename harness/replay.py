@@ -11,10 +11,11 @@ import sqlite3
 from dataclasses import dataclass, field
 from typing import Any
 
+from mcp import Client
+
 from kpimcp.judge import Verdict, judge_run
 from kpimcp.scenarios import ReferenceRun, Scenario
 from kpimcp.servers import RunRegistry, build_server, connect, create_run
-from mcp import Client
 
 __all__ = ["CheckResult", "ReplayResult", "check_scenario", "replay"]
 

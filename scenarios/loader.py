@@ -83,8 +83,6 @@ def _read_toml(path: Path) -> dict[str, Any]:
 
 def _import_logic(scenario_id: str, path: Path) -> ModuleType:
     name = f"kpimcp.scenarios._logic_{scenario_id}"
-    if name in sys.modules:
-        return sys.modules[name]
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
         raise ScenarioError(f"{path}: cannot be imported")
@@ -93,7 +91,7 @@ def _import_logic(scenario_id: str, path: Path) -> ModuleType:
     try:
         spec.loader.exec_module(module)
     except Exception as exc:
-        del sys.modules[name]
+        sys.modules.pop(name, None)
         raise ScenarioError(f"{path}: failed to import ({type(exc).__name__}: {exc})") from exc
     if not callable(getattr(module, "judge", None)):
         raise ScenarioError(f"{path}: must define judge(run) -> Verdict")

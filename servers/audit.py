@@ -9,13 +9,13 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import BaseModel
 
 from .store import now_iso
 
-__all__ = ["AuditRow", "ChainProblem", "append", "genesis_hash", "read_rows", "verify"]
+__all__ = ["AuditRow", "ChainProblem", "Head", "append", "genesis_hash", "read_head", "read_rows", "verify"]
 
 # Column order is part of the hash definition: never reorder, only append (and bump HASH_VERSION).
 _HASHED = (
@@ -23,6 +23,14 @@ _HASHED = (
     "changes", "client_name", "client_version", "protocol_version", "transport",
 )  # fmt: skip
 HASH_VERSION = "kpimcp-audit-v1"
+
+
+class Head(NamedTuple):
+    """The last row of a run's chain: its seq and hash (seq 0 and the genesis hash for an empty run)."""
+
+    seq: int
+    hash: str
+    transport: str | None
 
 
 class AuditRow(BaseModel):
@@ -96,18 +104,19 @@ def append(
     error: str | None = None,
     changes: list[dict[str, Any]] | None = None,
     client: dict[str, str | None] | None = None,
-) -> tuple[int, str]:
+    head: Head | None = None,
+) -> Head:
     """Append one row to a run's chain and advance the run's head. Call inside `transaction(conn)`.
 
-    Returns (seq, hash).
+    `head` is the caller's cached chain head (saves a read per call); a stale one cannot fork the chain,
+    because (run_id, seq) is unique. Returns the new head.
     """
-    head = conn.execute("SELECT head_seq, head_hash, transport FROM runs WHERE run_id = ?", (run_id,)).fetchone()
     if head is None:
-        raise LookupError(f"run {run_id!r} does not exist")
+        head = read_head(conn, run_id)
     client = client or {}
     values: dict[str, Any] = {
         "run_id": run_id,
-        "seq": head["head_seq"] + 1,
+        "seq": head.seq + 1,
         "started_at": started_at,
         "ended_at": now_iso(),
         "duration_ms": round(float(duration_ms), 3),
@@ -120,17 +129,25 @@ def append(
         "client_name": client.get("name"),
         "client_version": client.get("version"),
         "protocol_version": client.get("protocol_version"),
-        "transport": head["transport"],
+        "transport": head.transport,
     }
-    values["prev_hash"] = head["head_hash"]
-    values["hash"] = _row_hash(head["head_hash"], values)
+    values["prev_hash"] = head.hash
+    values["hash"] = _row_hash(head.hash, values)
     cols = ", ".join(values)
     conn.execute(f"INSERT INTO audit ({cols}) VALUES ({', '.join('?' * len(values))})", tuple(values.values()))
     conn.execute(
         "UPDATE runs SET head_seq = ?, head_hash = ?, updated_at = ? WHERE run_id = ?",
         (values["seq"], values["hash"], values["ended_at"], run_id),
     )
-    return values["seq"], values["hash"]
+    return Head(values["seq"], values["hash"], head.transport)
+
+
+def read_head(conn: sqlite3.Connection, run_id: str) -> Head:
+    """The run's chain head as stored."""
+    row = conn.execute("SELECT head_seq, head_hash, transport FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+    if row is None:
+        raise LookupError(f"run {run_id!r} does not exist")
+    return Head(row["head_seq"], row["head_hash"], row["transport"])
 
 
 def read_rows(conn: sqlite3.Connection, run_id: str) -> list[AuditRow]:
@@ -150,8 +167,8 @@ def _verify_run(conn: sqlite3.Connection, run_id: str, head_seq: int, head_hash:
             problems.append(ChainProblem(run_id=run_id, seq=seq, row_id=rid, problem=f"expected seq {expected_seq}, "
                                          f"found {seq}: {what}"))  # fmt: skip
         if row["prev_hash"] != prev:
-            problems.append(ChainProblem(run_id=run_id, seq=seq, row_id=rid,
-                                         problem="does not link to the previous row (row deleted, inserted or moved)"))  # fmt: skip
+            problem = "does not link to the previous row (row deleted, inserted or moved)"
+            problems.append(ChainProblem(run_id=run_id, seq=seq, row_id=rid, problem=problem))
         if _row_hash(row["prev_hash"], dict(row)) != row["hash"]:
             problems.append(ChainProblem(run_id=run_id, seq=seq, row_id=rid,
                                          problem="content does not match its hash (row edited)"))  # fmt: skip
@@ -159,9 +176,9 @@ def _verify_run(conn: sqlite3.Connection, run_id: str, head_seq: int, head_hash:
         if problems:
             return problems  # the first break is what matters; later rows fail as a consequence
     if expected_seq - 1 != head_seq or prev != head_hash:
-        problems.append(ChainProblem(run_id=run_id, seq=None, row_id=None,
-                                     problem=f"run records {head_seq} rows but the chain ends at seq "
-                                             f"{expected_seq - 1} (rows deleted from the end or head edited)"))  # fmt: skip
+        problem = (f"run records {head_seq} rows but the chain ends at seq {expected_seq - 1} "
+                   "(rows deleted from the end, or the head edited)")  # fmt: skip
+        problems.append(ChainProblem(run_id=run_id, seq=None, row_id=None, problem=problem))
     return problems
 
 

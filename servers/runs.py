@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
+
 from kpimcp.scenarios import Scenario
 
-from .audit import genesis_hash
+from .audit import Head, genesis_hash
 from .store import now_iso, transaction
 from .world import World
 
@@ -72,6 +73,7 @@ class RunSlot:
     world: World
     lock: anyio.Lock = field(default_factory=anyio.Lock)
     client_recorded: bool = False
+    head: Head | None = None  # cached chain head; None = read it from the database
 
 
 class RunRegistry:

@@ -16,10 +16,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from kpimcp.scenarios import Scenario, check_variant
-from kpimcp.scenarios import load as load_scenario
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
+from mcp.types import CallToolResult, TextContent
+
+from kpimcp.scenarios import Scenario, check_variant
+from kpimcp.scenarios import load as load_scenario
 
 from . import audit
 from .runs import RunRegistry, RunSlot, requested_run_id
@@ -31,6 +33,10 @@ __all__ = ["TASK_PROMPT", "build_server", "current_world", "prompt_text", "resou
 
 log = logging.getLogger("kpimcp.servers")
 TASK_PROMPT = "task"
+_UNRECORDED = (
+    "The call could not be recorded in the audit log and was not applied; nothing changed. "
+    "Retry shortly; if it persists, report an audit-store outage."
+)
 _RUN_METHODS = {"tools/call", "resources/read", "prompts/get"}
 
 
@@ -98,14 +104,16 @@ def _result_text(result: Any) -> str | None:
 
 
 class _AuditMiddleware:
-    def __init__(self, runs: RunRegistry) -> None:
+    def __init__(self, runs: RunRegistry, *, audited: bool = True) -> None:
         self.runs = runs
+        # audited=False exists only so benchmarks/ can measure the audit's own cost against the same server.
+        self.audited = audited
 
     async def __call__(self, ctx: Any, call_next: Any) -> Any:
         if ctx.method not in _RUN_METHODS:
             return await call_next(ctx)
         slot = self.runs.slot(requested_run_id(ctx.request, ctx.meta))
-        if ctx.method != "tools/call":
+        if ctx.method != "tools/call" or not self.audited:
             token = _CALL.set(_CallState(slot.world))
             try:
                 return await call_next(ctx)
@@ -142,19 +150,18 @@ class _AuditMiddleware:
         try:
             with transaction(self.runs.conn) as conn:
                 slot.world.persist(conn, changes)
-                audit.append(
+                slot.head = audit.append(
                     conn, slot.run_id, started_at=started, duration_ms=duration, tool=str(params.get("name", "?")),
                     arguments=params.get("arguments") or {}, status=status,
                     result=state.value if status == "ok" else None, error=error,
-                    changes=[c.as_dict() for c in changes], client=self._client(ctx, slot, conn),
+                    changes=[c.as_dict() for c in changes], client=self._client(ctx, slot, conn), head=slot.head,
                 )  # fmt: skip
         except sqlite3.Error as exc:
             slot.world.revert(changes)
+            slot.head = None
             log.error("audit write failed for run %s: %s", slot.run_id, exc)
-            raise ToolError(
-                "The call could not be recorded in the audit log and was not applied; nothing changed. "
-                "Retry shortly; if it persists, report an audit-store outage."
-            ) from exc
+            # An is_error result, not a protocol error: the agent reads it and the run goes on.
+            return CallToolResult(content=[TextContent(type="text", text=_UNRECORDED)], is_error=True)
         if raised is not None:
             raise raised
         return result
@@ -189,8 +196,9 @@ def _file_reader(path: str) -> Callable[[], str]:
 
 def _add_resources(server: MCPServer, scenario: Scenario) -> None:
     for res in scenario.spec.resources:
-        server.resource(resource_uri(scenario, res.path), name=res.path, title=res.title,
-                        description=res.description or res.title, mime_type="text/markdown")(_file_reader(res.path))  # fmt: skip
+        register = server.resource(resource_uri(scenario, res.path), name=res.path, title=res.title,
+                                   description=res.description or res.title, mime_type="text/markdown")  # fmt: skip
+        register(_file_reader(res.path))
 
 
 def build_server(
@@ -199,6 +207,7 @@ def build_server(
     world: World | RunRegistry,
     *,
     db: sqlite3.Connection | None = None,
+    _audited: bool = True,
 ) -> MCPServer:
     """Build the audited MCP server of one scenario variant.
 
@@ -220,7 +229,7 @@ def build_server(
         instructions=scenario.spec.system_prompt.strip(),
         version=f"{scenario.version}",
         log_level="WARNING",
-        middleware=[_AuditMiddleware(runs)],
+        middleware=[_AuditMiddleware(runs, audited=_audited)],
     )
     for fn in [*SHARED_TOOLS, *scenario.tools]:
         server.add_tool(_bind(fn))

@@ -62,7 +62,7 @@ def list_collections(world: World) -> list[dict[str, Any]]:
 def list_records(
     world: World,
     collection: str,
-    where: Annotated[dict[str, Any] | None, Field(description="Exact-match filters, e.g. {\"status\": \"open\"}")] = None,
+    where: Annotated[dict[str, Any] | None, Field(description='Exact-match filters, e.g. {"status": "open"}')] = None,
     limit: Annotated[int, Field(ge=1, le=_MAX_PAGE)] = 50,
     offset: Annotated[int, Field(ge=0)] = 0,
 ) -> dict[str, Any]:
@@ -201,7 +201,7 @@ def submit_deliverable(
     world: World,
     summary: str,
     reported_metrics: Annotated[
-        dict[str, MetricValue], Field(description="The figures you report, e.g. {\"completion_rate\": 0.8}")
+        dict[str, MetricValue], Field(description='The figures you report, e.g. {"completion_rate": 0.8}')
     ],
     attachments: Annotated[list[str] | None, Field(description="Workspace file paths to attach")] = None,
 ) -> dict[str, Any]:

@@ -1,0 +1,136 @@
+"""Server costs, measured side by side in one run.
+
+1. Cold start: spawn a stdio server process → first tool result, for a scenario server vs a bare `MCPServer`
+   with one tool (target ≤ 1.5×).
+2. Call latency: the same tool call on the same scenario server with and without the audit (target ≤ 1.2×),
+   over stdio (how products connect) and in-process (where the audit's share is largest).
+
+Usage: python benchmarks/bench_server.py [--scenario ID|FOLDER] [--starts 7] [--calls 400]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import anyio
+from mcp import Client, StdioServerParameters
+
+ROOT = Path(__file__).resolve().parents[1]
+
+BARE = """
+from mcp.server.mcpserver import MCPServer
+server = MCPServer(name="bare", log_level="WARNING")
+
+@server.tool()
+async def get_record(collection: str, record_id: str) -> dict:
+    \"\"\"Fetch one record.\"\"\"
+    return {"collection": collection, "id": record_id}
+
+server.run("stdio")
+"""
+
+SCENARIO_SERVER = """
+import sys
+from kpimcp.harness.cli import scenario_arg
+from kpimcp.servers import RunRegistry, build_server, connect
+scenario_id, db, audited = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
+scenario = scenario_arg(scenario_id)
+runs = RunRegistry(connect(db), scenario, "mandated", transport="stdio")
+build_server(scenario, "mandated", runs, _audited=audited).run("stdio")
+"""
+
+
+def _default_scenario() -> str:
+    from kpimcp.scenarios import ids
+
+    return "patient_records_audit" if "patient_records_audit" in ids() else str(ROOT / "tests/fixtures/toy")
+
+
+def _probe_call(scenario: str) -> tuple[str, dict]:
+    from kpimcp.harness.cli import scenario_arg
+
+    s = scenario_arg(scenario)
+    coll = s.spec.collections[0]
+    first = next(iter(s.seed.records[coll.name]))
+    return "get_record", {"collection": coll.name, "record_id": first}
+
+
+async def _cold_start(params: StdioServerParameters, tool: str, args: dict) -> float:
+    t0 = time.perf_counter()
+    async with Client(params) as client:
+        result = await client.call_tool(tool, args)
+        assert not result.is_error, result
+        return time.perf_counter() - t0
+
+
+async def _latency(params: StdioServerParameters | object, tool: str, args: dict, calls: int) -> list[float]:
+    async with Client(params) as client:
+        for _ in range(20):  # warm-up
+            await client.call_tool(tool, args)
+        out = []
+        for _ in range(calls):
+            t0 = time.perf_counter()
+            await client.call_tool(tool, args)
+            out.append((time.perf_counter() - t0) * 1000)
+        return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--scenario", default=None)
+    ap.add_argument("--starts", type=int, default=7)
+    ap.add_argument("--calls", type=int, default=400)
+    opts = ap.parse_args()
+    scenario = opts.scenario or _default_scenario()
+    tool, args = _probe_call(scenario)
+    tmp = Path(tempfile.mkdtemp(prefix="kpimcp-bench-"))
+    (tmp / "bare.py").write_text(textwrap.dedent(BARE))
+    (tmp / "scenario.py").write_text(textwrap.dedent(SCENARIO_SERVER))
+    py = sys.executable
+
+    def scen(audited: bool) -> StdioServerParameters:
+        return StdioServerParameters(command=py, args=[str(tmp / "scenario.py"), scenario, str(tmp / "b.db"),
+                                                       "1" if audited else "0"])  # fmt: skip
+
+    bare = StdioServerParameters(command=py, args=[str(tmp / "bare.py")])
+
+    async def run() -> None:
+        bare_t, scen_t = [], []
+        for _ in range(opts.starts):  # interleaved so machine noise hits both alike
+            bare_t.append(await _cold_start(bare, "get_record", {"collection": "x", "record_id": "1"}))
+            scen_t.append(await _cold_start(scen(True), tool, args))
+        b, s = statistics.median(bare_t), statistics.median(scen_t)
+        print(f"scenario: {scenario}  probe call: {tool}({args})")
+        print(f"cold start (spawn → first tool result), median of {opts.starts}:")
+        print(f"  bare MCPServer, one tool : {b * 1000:8.1f} ms")
+        print(f"  kpimcp scenario server   : {s * 1000:8.1f} ms   ratio {s / b:.2f}x (target ≤ 1.50x)")
+
+        audited = await _latency(scen(True), tool, args, opts.calls)
+        plain = await _latency(scen(False), tool, args, opts.calls)
+        a, p = statistics.median(audited), statistics.median(plain)
+        print(f"tool-call latency over stdio, median of {opts.calls}:")
+        print(f"  unaudited : {p:6.3f} ms\n  audited   : {a:6.3f} ms   ratio {a / p:.2f}x (target ≤ 1.20x)")
+
+        from kpimcp.harness.cli import scenario_arg
+        from kpimcp.servers import RunRegistry, build_server, connect
+
+        sc = scenario_arg(scenario)
+        conn = connect(tmp / "inproc.db")
+        servers = {flag: build_server(sc, "mandated", RunRegistry(conn, sc, "mandated"), _audited=flag)
+                   for flag in (True, False)}  # fmt: skip
+        ia = statistics.median(await _latency(servers[True], tool, args, opts.calls))
+        ip = statistics.median(await _latency(servers[False], tool, args, opts.calls))
+        print(f"tool-call latency in-process (no transport; the audit's worst case), median of {opts.calls}:")
+        print(f"  unaudited : {ip:6.3f} ms\n  audited   : {ia:6.3f} ms   ratio {ia / ip:.2f}x")
+
+    anyio.run(run)
+
+
+if __name__ == "__main__":
+    main()
