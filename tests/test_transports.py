@@ -16,7 +16,7 @@ import httpx2
 import pytest
 from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
-from toy_support import TOY
+from toy_support import TOY, toy
 
 from kpimcp.servers import World, connect, verify
 
@@ -76,13 +76,9 @@ def test_four_server_processes_write_one_database_without_losing_a_row(tmp_path)
     counts = dict(conn.execute("SELECT run_id, COUNT(*) FROM audit GROUP BY run_id").fetchall())
     assert counts == {f"run-p{i}": calls for i in range(4)}
     assert verify(conn) == (4, [])
-    assert World.load(conn, TOY_SCENARIO(), "run-p2").get_record("items", "A1")["counted"] == calls - 1
+    assert World.load(conn, toy(), "run-p2").get_record("items", "A1")["counted"] == calls - 1
 
 
-def TOY_SCENARIO():  # noqa: N802 - loaded lazily so collection stays cheap
-    from toy_support import toy
-
-    return toy()
 
 
 # ---- HTTP ------------------------------------------------------------------------------------------------------
@@ -158,9 +154,9 @@ def test_http_hosts_concurrent_runs_in_isolated_worlds(tmp_path):
     conn = connect(db)
     counts = dict(conn.execute("SELECT run_id, COUNT(*) FROM audit GROUP BY run_id").fetchall())
     assert counts == {"run-a": 11, "run-b": 11, "run-c": 1, "run-d": 1, "run-default": 1}
-    world_b = World.load(conn, TOY_SCENARIO(), "run-b")
+    world_b = World.load(conn, toy(), "run-b")
     assert world_b.read_file("b.txt") == "only in b"
-    assert World.load(conn, TOY_SCENARIO(), "run-a").read_file("b.txt") is None
+    assert World.load(conn, toy(), "run-a").read_file("b.txt") is None
     assert {r["transport"] for r in conn.execute("SELECT transport FROM runs")} == {"http"}
     assert verify(conn) == (5, [])
 
