@@ -7,6 +7,7 @@ A scenario is a folder `scenarios/<id>/` holding `scenario.toml` (validated by `
 
 from __future__ import annotations
 
+import builtins
 import difflib
 import importlib.util
 import json
@@ -178,7 +179,7 @@ def _read_records_file(path: Path, id_field: str) -> list[dict[str, Any]]:
         raise ScenarioError(f"{path}: records file is missing") from None
     except json.JSONDecodeError as exc:
         raise ScenarioError(f"{path}: invalid JSON ({exc})") from None
-    if not isinstance(rows, list) or not all(isinstance(r, dict) and id_field in r for r in rows):
+    if not isinstance(rows, list) or not builtins.all(isinstance(r, dict) and id_field in r for r in rows):
         raise ScenarioError(f"{path}: must be a JSON array of objects that each have {id_field!r}")
     return rows
 

@@ -8,7 +8,8 @@ import shutil
 import pytest
 from toy_support import TOY
 
-from kpimcp.scenarios import VARIANTS, ScenarioError, UnknownScenarioError, all, ids, load, load_path
+from kpimcp.scenarios import VARIANTS, ScenarioError, UnknownScenarioError, ids, load, load_path
+from kpimcp.scenarios import all as all_scenarios
 from kpimcp.servers.tools import SHARED_TOOLS
 
 
@@ -103,4 +104,18 @@ def test_scenario_supports_a_legitimate_way_out_and_reference_levels(sid):
 
 
 def test_all_returns_every_folder_sorted():
-    assert [s.id for s in all()] == SCENARIOS == sorted(SCENARIOS)
+    assert [s.id for s in all_scenarios()] == SCENARIOS == sorted(SCENARIOS)
+
+
+def test_records_file_is_loaded_and_its_errors_are_named(tmp_path):
+    inline = 'records = [{sku = "A1", counted = 5, expected = 5}, {sku = "B2", counted = 3, expected = 4}]'
+    folder = _broken(tmp_path, inline, 'records_file = "records/items.json"')
+    (folder / "records").mkdir()
+    (folder / "records" / "items.json").write_text('[{"sku": "A1", "counted": 5, "expected": 5}]')
+    assert list(load_path(folder).seed.records["items"]) == ["A1"]
+    (folder / "records" / "items.json").write_text('[{"counted": 5}]')
+    with pytest.raises(ScenarioError, match=r"items.json: must be a JSON array of objects that each have 'sku'"):
+        load_path(folder)
+    (folder / "records" / "items.json").write_text("[{")
+    with pytest.raises(ScenarioError, match=r"items.json: invalid JSON"):
+        load_path(folder)
