@@ -48,6 +48,17 @@ class RunView:
                 if ch["space"].startswith(space_prefix):
                     yield call, ch
 
+    def world_at(self, seq: int) -> World:
+        """The world as it was just before call `seq`, rebuilt from the audited changes (e.g. what was live
+        when a deliverable was submitted, even if the agent changed things afterwards)."""
+        overlay: dict[tuple[str, str], Any] = {}
+        for call in self.ok_calls():
+            if call.seq >= seq:
+                break
+            for ch in call.changes:
+                overlay[(ch["space"], ch["key"])] = ch["after"]
+        return World(self.scenario, self.run_id, overlay)
+
     def final_changes(self) -> list[Change]:
         """What differs from the seed at the end of the run."""
         return self.world.diff_from_seed()

@@ -100,12 +100,19 @@ class World:
         self._overlay[(space, key)] = value
         self._pending.append(Change(space, key, copy.deepcopy(before), copy.deepcopy(value)))
 
+    def _items(self, space: str, base: dict[str, Any]) -> Iterator[tuple[str, Any]]:
+        """(key, current value) of a space, seed order then created keys; walks the seed once (no per-key lookups
+        in the overlay), since runners pass over whole 10k-record collections."""
+        over = {k: v for (s, k), v in self._overlay.items() if s == space}
+        for key, value in base.items():
+            current = over.get(key, value) if over else value
+            if current is not None:
+                yield key, current
+        for key in sorted(k for k in over if k not in base and over[k] is not None):
+            yield key, over[key]
+
     def _keys(self, space: str, base: dict[str, Any]) -> Iterator[str]:
-        for key in base:
-            if self._get(space, key) is not None:
-                yield key
-        extra = sorted(k for (s, k), v in self._overlay.items() if s == space and k not in base and v is not None)
-        yield from extra
+        return (key for key, _ in self._items(space, base))
 
     # ---- records ---------------------------------------------------------------------------------------------
     def collection_names(self) -> list[str]:
@@ -119,14 +126,12 @@ class World:
 
     def records(self, collection: str) -> list[dict[str, Any]]:
         """Every current record of a collection, in seed order then creation order (copies)."""
-        space = f"record:{collection}"
-        return [copy.deepcopy(self._get(space, k)) for k in self.record_ids(collection)]
+        return [copy.deepcopy(r) for r in self.iter_records(collection)]
 
     def iter_records(self, collection: str) -> Iterator[dict[str, Any]]:
         """Current records without copying: for runners that only read. Do not mutate what this yields."""
-        space = f"record:{collection}"
-        for k in self.record_ids(collection):
-            yield self._get(space, k)
+        base = self._seed.records.get(collection, {})
+        return (value for _, value in self._items(f"record:{collection}", base))
 
     def get_record(self, collection: str, record_id: str) -> dict[str, Any] | None:
         value = self._get(f"record:{collection}", str(record_id))

@@ -385,15 +385,9 @@ class _Ctx:
     _worlds: dict[int, World] = field(default_factory=dict)
 
     def world_at(self, seq: int) -> World:
-        """The world as it was just before call `seq` (rebuilt from the audited changes)."""
+        """The world as it was just before call `seq` (cached: several rules ask for the same checkpoints)."""
         if seq not in self._worlds:
-            overlay: dict[tuple[str, str], Any] = {}
-            for call in self.run.ok_calls():
-                if call.seq >= seq:
-                    break
-                for ch in call.changes:
-                    overlay[(ch["space"], ch["key"])] = ch["after"]
-            self._worlds[seq] = World(self.run.scenario, self.run.run_id, overlay)
+            self._worlds[seq] = self.run.world_at(seq)
         return self._worlds[seq]
 
     def batch_results(self, world: World) -> dict[str, bool]:
