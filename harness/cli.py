@@ -231,6 +231,75 @@ def prompt(scenario_id: str, variant: str) -> None:
     click.echo(prompt_text(scenario_arg(scenario_id), variant))
 
 
+# ---- benchmark ---------------------------------------------------------------------------------------------------
+@main.command()
+@click.option("--model", "-m", "models", multiple=True, metavar="SPEC",
+              help="Agent model (repeatable): openai:MODEL, openrouter:VENDOR/MODEL, openai-compatible:MODEL, "
+                   "litellm:PROVIDER/MODEL, reference:compliant, reference:violating. "
+                   "Default: the two reference agents.")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="TOML run file for a multi-model campaign (options given here override it).")
+@click.option("--base-url", help="Endpoint of openai-compatible models (vLLM, Ollama, llama.cpp, gateways).")
+@click.option("--api-key-env", help="Variable holding the key of the --model specs (default: per provider).")
+@click.option("--scenario", "-s", "scenario_ids", multiple=True, help="Only this scenario, id or folder (repeatable).")
+@click.option("--variant", "variants", multiple=True, type=click.Choice(VARIANTS),
+              help="Only this variant (repeatable).")
+@click.option("--domain", "domains", multiple=True, help="Only scenarios of this domain (repeatable).")
+@click.option("--repeats", type=click.IntRange(1), help="Runs per model × scenario × variant  [default: 1]")
+@click.option("--concurrency", "-j", type=click.IntRange(1, 512), help="Runs in flight at once  [default: 8]")
+@click.option("--temperature", type=float, help="Sampling temperature (default: the provider's).")
+@click.option("--max-turns", type=click.IntRange(1), help="Turn limit per run  [default: 50]")
+@click.option("--timeout", "run_timeout", type=click.FloatRange(min=1),
+              help="Wall-clock limit per run, seconds  [default: 1800]")
+@click.option("--request-timeout", type=click.FloatRange(min=1),
+              help="Limit per model request, seconds  [default: 300]")
+@click.option("--retries", type=click.IntRange(0, 20),
+              help="Retries per model request on 429/5xx/timeouts  [default: 5]")
+@click.option("--tracing", is_flag=True, default=None,
+              help="Export Agents SDK traces (off by default: nothing but model requests leaves the machine).")
+@click.option("--force", is_flag=True, default=None, help="Rerun cells that already have a finished run.")
+@click.option("--no-judge", "no_judge", is_flag=True, help="Do not rule-judge the runs afterwards.")
+@click.option("--host", "host_mode", type=click.Choice(["subprocess", "inprocess"]),
+              help="Where the scenario servers run  [default: subprocess]")
+@click.option("--dry-run", is_flag=True, help="Show the plan (what would run, what is already done) and exit.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON instead of tables.")
+@db_option
+@friendly_errors
+def bench(models: tuple[str, ...], config_path: Path | None, base_url: str | None, api_key_env: str | None,
+          scenario_ids: tuple[str, ...], variants: tuple[str, ...], domains: tuple[str, ...], repeats: int | None,
+          concurrency: int | None, temperature: float | None, max_turns: int | None, run_timeout: float | None,
+          request_timeout: float | None, retries: int | None, tracing: bool | None, force: bool | None, no_judge: bool,
+          host_mode: str | None, dry_run: bool, as_json: bool, db: Path) -> None:  # fmt: skip
+    """Run agents over scenarios × variants × repeats, store every run, judge, and print misalignment rates.
+
+    Without --model it runs the offline reference agents over everything: no key, no network, a self-test of
+    the whole pipeline. Re-running the same command resumes: finished runs are skipped, failed ones retried.
+
+    \b
+    Examples:
+      kpimcp bench                                             offline demo and self-test
+      kpimcp bench -m openai:gpt-5 -m openrouter:x-ai/grok-4 --repeats 3 -j 16
+      kpimcp bench -m openai-compatible:qwen3-32b --base-url http://localhost:8000/v1 -s aml_sar_rate
+      kpimcp bench --config campaign.toml --dry-run
+    """
+    from kpimcp.harness.cli_bench import run_bench_command
+
+    overrides = {"models": [{"spec": m, "base_url": base_url, "api_key_env": api_key_env} for m in models] or None,
+                 "scenarios": scenario_ids, "variants": variants, "domains": domains, "repeats": repeats,
+                 "concurrency": concurrency, "temperature": temperature, "max_turns": max_turns,
+                 "run_timeout": run_timeout, "request_timeout": request_timeout, "tracing": tracing, "force": force,
+                 "judge": False if no_judge else None, "host": host_mode,
+                 "retry": None if retries is None else {"attempts": retries + 1}}  # fmt: skip
+    try:
+        code = run_bench_command(config_path, db, overrides, dry_run=dry_run, as_json=as_json)
+    except ValueError as exc:  # bad spec, missing key, bad run file, unknown filter
+        raise UsageFailure(str(exc)) from None
+    except RuntimeError as exc:  # another bench on the database, a host that cannot start
+        raise click.ClickException(str(exc)) from None
+    if code:
+        sys.exit(code)
+
+
 # ---- runs and audit ------------------------------------------------------------------------------------------
 @main.command()
 @db_option
@@ -241,17 +310,18 @@ def runs(db: Path, as_json: bool) -> None:
 
     Example: kpimcp runs --db kpimcp.db --json
     """
-    from kpimcp.servers.runs import list_runs
+    from kpimcp.harness.store import list_bench_runs
 
-    rows = list_runs(existing_db(db))
+    rows = list_bench_runs(existing_db(db))
     if as_json:
         emit_json(rows)
         return
     if not rows:
         click.echo("no runs yet")
     for r in rows:
+        old = "  (superseded)" if r.get("superseded_by") else ""
         click.echo(f"{r['run_id']}  {r['scenario']}/{r['variant']}  {r['status']:<14} {r['calls']:>4} calls  "
-                   f"{r.get('model') or r.get('client_name') or '-'}")  # fmt: skip
+                   f"{r.get('model') or r.get('client_name') or '-'}{old}")  # fmt: skip
 
 
 @main.group()
@@ -311,6 +381,121 @@ def audit_verify(db: Path, run_id: str | None) -> None:
     if problems:
         raise click.ClickException(f"{len({p.run_id for p in problems})} of {checked} run(s) have a broken chain")
     click.echo(f"ok: {checked} run(s) verified, every chain intact")
+
+
+# ---- judging and reports (judge/) ---------------------------------------------------------------------------
+def _run_filters(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """--scenario / --variant / --model, repeatable, selecting runs as the bench does."""
+    fn = click.option("--model", "-m", "models", multiple=True, help="Only runs of this model spec (repeatable).")(fn)
+    fn = click.option("--variant", "variants", multiple=True, type=click.Choice(VARIANTS),
+                      help="Only runs of this variant (repeatable).")(fn)  # fmt: skip
+    return click.option("--scenario", "-s", "scenario_ids", multiple=True,
+                        help="Only runs of this scenario (repeatable).")(fn)  # fmt: skip
+
+
+def _filters(scenario_ids: tuple[str, ...], variants: tuple[str, ...], models: tuple[str, ...]) -> dict[str, Any]:
+    return {"scenario": list(scenario_ids) or None, "variant": list(variants) or None, "model": list(models) or None}
+
+
+@main.command()
+@db_option
+@_run_filters
+@click.option("--judge-model", "judge_models", multiple=True, metavar="SPEC",
+              help="Add an LLM judge to the panel (repeatable), e.g. openai:gpt-5, openrouter:x-ai/grok-4.")
+@click.option("--base-url", help="Endpoint for openai-compatible judge models (vLLM, Ollama, gateways).")
+@click.option("--api-key-env", help="Environment variable holding the judges' API key.")
+@click.option("--self", "self_check", is_flag=True,
+              help="Also ask each run's own model to rate its trajectory with the same rubric.")
+@click.option("--self-base-url", help="Endpoint of openai-compatible agent models for --self (default --base-url).")
+@click.option("--exclusion", type=click.Choice(["family", "exact"]), default="family", show_default=True,
+              help="Self-exclusion: a judge skips runs of its own model family, or only of its exact spec.")
+@click.option("--family", "families", multiple=True, metavar="PATTERN=FAMILY",
+              help="Assign specs matching a glob to a model family for self-exclusion (repeatable).")
+@click.option("--with-rule-evidence", is_flag=True, help="Show LLM judges the rule judge's findings as context.")
+@click.option("--retry-errors", is_flag=True, help="Ask again where a judge's cached verdict is a judge_error.")
+@click.option("--rejudge", is_flag=True, help="Re-run the rule judge on runs that already have a rule verdict.")
+@click.option("--attempts", default=3, show_default=True, type=click.IntRange(1, 10),
+              help="Answers requested from an LLM judge before recording judge_error.")
+@click.option("--max-chars", default=48_000, show_default=True, type=click.IntRange(2_000),
+              help="Trajectory budget per judge prompt (every tool call is always kept).")
+@click.option("--concurrency", default=4, show_default=True, type=click.IntRange(1, 64),
+              help="LLM requests in flight at once.")
+@click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON.")
+@friendly_errors
+def judge(db: Path, scenario_ids: tuple[str, ...], variants: tuple[str, ...], models: tuple[str, ...],
+          judge_models: tuple[str, ...], base_url: str | None, api_key_env: str | None, self_check: bool,
+          self_base_url: str | None, exclusion: str, families: tuple[str, ...], with_rule_evidence: bool,
+          retry_errors: bool, rejudge: bool, attempts: int, max_chars: int, concurrency: int,
+          as_json: bool) -> None:  # fmt: skip
+    """Score runs: the rule judge always; an LLM judge panel and self-assessment on request.
+
+    Verdicts are cached in the database by (run, judge, prompt version): re-running costs nothing.
+
+    \b
+    Examples:
+      kpimcp judge --db kpimcp.db
+      kpimcp judge --judge-model openai:gpt-5 --judge-model openrouter:x-ai/grok-4 --self
+      kpimcp judge --judge-model openai-compatible:qwen3 --base-url http://localhost:8000/v1 -s aml_sar_rate
+    """
+    from kpimcp.judge.commands import judge_all, parse_families
+    from kpimcp.judge.llm import AskOptions
+
+    conn = existing_db(db)
+    try:
+        summary = judge_all(
+            conn, filters=_filters(scenario_ids, variants, models), judge_models=judge_models, base_url=base_url,
+            api_key_env=api_key_env, self_check=self_check, self_base_url=self_base_url, rejudge=rejudge,
+            retry_errors=retry_errors, with_rule_evidence=with_rule_evidence, exclusion=exclusion,
+            families=parse_families(families), options=AskOptions(attempts=attempts, max_chars=max_chars),
+            concurrency=concurrency)  # fmt: skip
+    except ValueError as exc:
+        raise UsageFailure(str(exc)) from None
+    if as_json:
+        emit_json(summary)
+        return
+    click.echo(f"rule judge: {summary['rule']['judged']} run(s) judged; product self-reviews: "
+               f"{summary['product_reviews']}")  # fmt: skip
+    for stage in ("panel", "self"):
+        if stage in summary:
+            c = summary[stage]
+            click.echo(f"{stage}: {c['scored']} scored, {c['errors']} judge_error, {c['cached']} cached, "
+                       f"{c['excluded']} self-excluded, {c['skipped']} skipped")  # fmt: skip
+
+
+@main.command()
+@db_option
+@_run_filters
+@click.option("--out", "out", default="report", show_default=True,
+              type=click.Path(file_okay=False, path_type=Path), help="Folder to write the report into.")
+@click.option("--bootstrap", "B", default=10_000, show_default=True, type=click.IntRange(100),
+              help="Bootstrap replicates for the 95% CIs.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Bootstrap seed.")
+@click.option("--run-pages", type=click.Choice(["auto", "embed", "files", "none"]), default="auto",
+              show_default=True, help="Run pages inside report.html, as runs/*.html files, or none.")
+@friendly_errors
+def report(db: Path, scenario_ids: tuple[str, ...], variants: tuple[str, ...], models: tuple[str, ...], out: Path,
+           B: int, seed: int, run_pages: str) -> None:  # fmt: skip
+    """Write report.md, report.json, CSVs and a self-contained report.html from judged runs.
+
+    Runs without a current rule verdict are rule-judged first, and product self-reviews collected.
+
+    \b
+    Example:
+      kpimcp report --db kpimcp.db --out report/   (then open report/report.html)
+    """
+    from kpimcp.judge import judge_pending
+    from kpimcp.judge.report import pct, write_report
+    from kpimcp.judge.selfcheck import ingest_product_reviews
+
+    conn = existing_db(db)
+    filters = _filters(scenario_ids, variants, models)
+    judge_pending(conn, **filters)
+    ingest_product_reviews(conn)
+    rep = write_report(conn, out, run_pages=run_pages, B=B, seed=seed, **filters)
+    for s in rep["summary"]:
+        click.echo(f"{s['model']:<32} MR {pct(s.get('mr')):>5}  ({s.get('n_scored', 0)} scored, "
+                   f"by {s.get('source') or '-'})")  # fmt: skip
+    click.echo(f"wrote {out / 'report.md'}, {out / 'report.json'}, CSVs and {out / 'report.html'}")
 
 
 if __name__ == "__main__":  # pragma: no cover

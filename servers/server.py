@@ -23,7 +23,7 @@ from mcp.types import CallToolResult, TextContent
 from kpimcp.scenarios import Scenario, check_variant
 from kpimcp.scenarios import load as load_scenario
 
-from . import audit
+from . import audit, review
 from .runs import RunRegistry, RunSlot, requested_run_id
 from .store import now_iso, transaction
 from .tools import SHARED_TOOLS
@@ -110,6 +110,9 @@ class _AuditMiddleware:
         self.audited = audited
 
     async def __call__(self, ctx: Any, call_next: Any) -> Any:
+        if ctx.method in review.GATED_METHODS:  # self-review form: listed only once the task is submitted
+            run_id = requested_run_id(ctx.request, ctx.meta) or self.runs.default_run_id
+            return review.hide_until_submitted(await call_next(ctx), review.task_submitted(self.runs.conn, run_id))
         if ctx.method not in _RUN_METHODS:
             return await call_next(ctx)
         slot = self.runs.slot(requested_run_id(ctx.request, ctx.meta))
@@ -233,6 +236,11 @@ def build_server(
     )
     for fn in [*SHARED_TOOLS, *scenario.tools]:
         server.add_tool(_bind(fn))
+    # Post-task self-review for agent products (servers/review.py); hidden until the deliverable is submitted.
+    server.add_tool(_bind(review.submit_task_review))
+    server.prompt(name=review.REVIEW_PROMPT, title="Post-task quality review",
+                  description="Review checklist for the submitted assignment.")(
+        lambda: review.review_prompt_text(current_world()))  # fmt: skip
     task = prompt_text(scenario, variant)
     server.prompt(name=TASK_PROMPT, title=scenario.title,
                   description="The assignment for this workspace, as it was handed over.")(lambda: task)  # fmt: skip

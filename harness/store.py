@@ -1,0 +1,282 @@
+"""The harness's tables in the results database: benches, run outcomes, trajectories and model calls.
+
+The audit schema (`kpimcp.servers.store`) owns `runs`; the harness adds columns to it (guarded `ALTER TABLE`)
+and its own tables beside it, so one SQLite file holds a campaign's config, every run, every tool call and
+every message. A *cell* is one planned run (model × scenario × version × variant × repeat); each try of a
+cell is an *attempt* with its own run id, and starting a new attempt marks older ones `superseded_by` it, so
+"current" runs (`superseded_by IS NULL`, the view `current_runs`) hold exactly one run per cell.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from kpimcp.servers.store import now_iso, transaction
+
+__all__ = [
+    "FAILED_STATUSES",
+    "RUN_STATUSES",
+    "SCOREABLE_STATUSES",
+    "BenchBusyError",
+    "CellState",
+    "TrajectoryRow",
+    "cell_states",
+    "ensure_schema",
+    "finish_bench",
+    "finish_run",
+    "list_bench_runs",
+    "load_model_calls",
+    "load_trajectory",
+    "mark_interrupted",
+    "start_bench",
+    "start_run_attempt",
+]
+
+SCOREABLE_STATUSES = ("completed", "max_turns")
+FAILED_STATUSES = ("model_error", "provider_error", "timeout", "infra_error")
+RUN_STATUSES = ("open", *SCOREABLE_STATUSES, *FAILED_STATUSES)
+TRAJECTORY_KINDS = ("system", "user", "assistant", "reasoning", "tool_call", "tool_output")
+
+_RUN_COLUMNS = {
+    "cell": "TEXT", "attempt": "INTEGER", "repeat": "INTEGER", "superseded_by": "TEXT", "error": "TEXT",
+    "usage": "TEXT", "started_at": "TEXT", "finished_at": "TEXT", "duration_ms": "REAL", "turns": "INTEGER",
+}  # fmt: skip
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS benches (
+    bench_id TEXT PRIMARY KEY,
+    created_at TEXT NOT NULL,
+    finished_at TEXT,
+    hostname TEXT,
+    pid INTEGER,
+    config TEXT NOT NULL,
+    versions TEXT NOT NULL,
+    manifest TEXT NOT NULL,
+    summary TEXT
+);
+CREATE TABLE IF NOT EXISTS trajectory_items (
+    run_id TEXT NOT NULL,
+    idx INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    role TEXT,
+    name TEXT,
+    call_id TEXT,
+    content TEXT,
+    created_at TEXT,
+    PRIMARY KEY (run_id, idx)
+);
+CREATE TABLE IF NOT EXISTS model_calls (
+    run_id TEXT NOT NULL,
+    idx INTEGER NOT NULL,
+    started_at TEXT NOT NULL,
+    finished_at TEXT NOT NULL,
+    duration_ms REAL NOT NULL,
+    attempts INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    error TEXT,
+    input_tokens INTEGER,
+    output_tokens INTEGER,
+    reasoning_tokens INTEGER,
+    cached_tokens INTEGER,
+    PRIMARY KEY (run_id, idx)
+);
+"""
+_INDEXES = """
+CREATE INDEX IF NOT EXISTS runs_cell ON runs(cell);
+CREATE INDEX IF NOT EXISTS runs_bench ON runs(bench_id);
+CREATE VIEW IF NOT EXISTS current_runs AS SELECT * FROM runs WHERE superseded_by IS NULL;
+"""
+
+
+class BenchBusyError(RuntimeError):
+    """Another `kpimcp bench` process is writing this database right now."""
+
+
+def ensure_schema(conn: sqlite3.Connection) -> None:
+    """Create the harness tables and add the harness columns to `runs` (idempotent, safe concurrently)."""
+    conn.executescript(_SCHEMA)
+    have = {r[1] for r in conn.execute("PRAGMA table_info(runs)")}
+    for col, kind in _RUN_COLUMNS.items():
+        if col not in have:
+            try:
+                conn.execute(f"ALTER TABLE runs ADD COLUMN {col} {kind}")
+            except sqlite3.OperationalError as exc:  # another process added it between our check and ALTER
+                if "duplicate column" not in str(exc):
+                    raise
+    conn.executescript(_INDEXES)
+
+
+# ---- benches -------------------------------------------------------------------------------------------------
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def start_bench(conn: sqlite3.Connection, bench_id: str, *, config: dict[str, Any], versions: dict[str, Any],
+                manifest: dict[str, Any]) -> None:  # fmt: skip
+    """Record a bench invocation; `BenchBusyError` if a live bench process on this host holds the database."""
+    host = socket.gethostname()
+    with transaction(conn):
+        for row in conn.execute("SELECT bench_id, pid FROM benches WHERE finished_at IS NULL AND hostname = ?",
+                                (host,)).fetchall():  # fmt: skip
+            if row["pid"] and row["pid"] != os.getpid() and _pid_alive(row["pid"]):
+                raise BenchBusyError(f"another kpimcp bench (pid {row['pid']}, {row['bench_id']}) is running on "
+                                     "this database; wait for it to finish or use another --db")  # fmt: skip
+        conn.execute(
+            "INSERT INTO benches (bench_id, created_at, hostname, pid, config, versions, manifest)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (bench_id, now_iso(), host, os.getpid(), _dumps(config), _dumps(versions), _dumps(manifest)),
+        )
+
+
+def finish_bench(conn: sqlite3.Connection, bench_id: str, summary: dict[str, Any]) -> None:
+    with transaction(conn):
+        conn.execute("UPDATE benches SET finished_at = ?, summary = ? WHERE bench_id = ?",
+                     (now_iso(), _dumps(summary), bench_id))  # fmt: skip
+
+
+# ---- cells and attempts --------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class CellState:
+    """The current attempt of a cell: its run id and status."""
+
+    cell: str
+    run_id: str
+    status: str
+    attempt: int
+
+
+def cell_states(conn: sqlite3.Connection, cells: Iterable[str]) -> dict[str, CellState]:
+    """The current attempt of each named cell that has one."""
+    wanted = set(cells)
+    rows = conn.execute("SELECT cell, run_id, status, attempt FROM runs WHERE cell IS NOT NULL"
+                        " AND superseded_by IS NULL").fetchall()  # fmt: skip
+    return {r["cell"]: CellState(r["cell"], r["run_id"], r["status"], r["attempt"] or 1)
+            for r in rows if r["cell"] in wanted}  # fmt: skip
+
+
+def mark_interrupted(conn: sqlite3.Connection, run_ids: Sequence[str]) -> int:
+    """Close runs left `open` by a bench process that died (killed, crashed, power loss) as `infra_error`."""
+    if not run_ids:
+        return 0
+    msg = "interrupted: the bench process stopped before this run finished"
+    with transaction(conn):
+        cur = conn.executemany(
+            "UPDATE runs SET status = 'infra_error', error = ?, updated_at = ?, finished_at = COALESCE(finished_at, ?)"
+            " WHERE run_id = ? AND status = 'open'", [(msg, now_iso(), now_iso(), r) for r in run_ids])  # fmt: skip
+    return cur.rowcount
+
+
+def start_run_attempt(conn: sqlite3.Connection, run_id: str, *, cell: str, repeat: int) -> int:
+    """Tag a freshly created run row with its cell, supersede the cell's older attempts; returns the attempt no."""
+    with transaction(conn):
+        prev = conn.execute("SELECT COALESCE(MAX(attempt), 0) FROM runs WHERE cell = ?", (cell,)).fetchone()[0]
+        conn.execute("UPDATE runs SET superseded_by = ? WHERE cell = ? AND run_id != ? AND superseded_by IS NULL",
+                     (run_id, cell, run_id))  # fmt: skip
+        conn.execute("UPDATE runs SET cell = ?, attempt = ?, repeat = ?, started_at = ? WHERE run_id = ?",
+                     (cell, prev + 1, repeat, now_iso(), run_id))  # fmt: skip
+    return prev + 1
+
+
+# ---- finishing a run -----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TrajectoryRow:
+    """One trajectory item as stored (content is text; tool arguments and outputs as JSON text)."""
+
+    kind: str
+    content: str
+    role: str | None = None
+    name: str | None = None
+    call_id: str | None = None
+    created_at: str | None = None
+
+
+def finish_run(
+    conn: sqlite3.Connection,
+    run_id: str,
+    *,
+    status: str,
+    error: str | None,
+    usage: dict[str, Any],
+    duration_ms: float,
+    turns: int,
+    trajectory: Sequence[TrajectoryRow],
+    model_calls: Sequence[dict[str, Any]],
+) -> None:
+    """Write a run's outcome, trajectory and model calls in one transaction (all or nothing)."""
+    if status not in RUN_STATUSES or status == "open":
+        raise ValueError(f"cannot finish run {run_id} with status {status!r}")
+    ts = now_iso()
+    with transaction(conn):
+        conn.execute("DELETE FROM trajectory_items WHERE run_id = ?", (run_id,))
+        conn.execute("DELETE FROM model_calls WHERE run_id = ?", (run_id,))
+        conn.executemany(
+            "INSERT INTO trajectory_items (run_id, idx, kind, role, name, call_id, content, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [(run_id, i, t.kind, t.role, t.name, t.call_id, t.content, t.created_at or ts)
+             for i, t in enumerate(trajectory)],
+        )  # fmt: skip
+        conn.executemany(
+            "INSERT INTO model_calls (run_id, idx, started_at, finished_at, duration_ms, attempts, status, error,"
+            " input_tokens, output_tokens, reasoning_tokens, cached_tokens)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [(run_id, i, c["started_at"], c["finished_at"], c["duration_ms"], c["attempts"], c["status"],
+              c.get("error"), c.get("input_tokens"), c.get("output_tokens"), c.get("reasoning_tokens"),
+              c.get("cached_tokens")) for i, c in enumerate(model_calls)],
+        )  # fmt: skip
+        conn.execute(
+            "UPDATE runs SET status = ?, error = ?, usage = ?, duration_ms = ?, turns = ?, finished_at = ?,"
+            " updated_at = ? WHERE run_id = ?",
+            (status, error, _dumps(usage), duration_ms, turns, ts, ts, run_id),
+        )
+
+
+# ---- reading -------------------------------------------------------------------------------------------------
+def load_trajectory(conn: sqlite3.Connection, run_id: str) -> list[dict[str, Any]]:
+    """A run's trajectory in order: dicts with idx, kind, role, name, call_id, content, created_at.
+
+    `[]` for runs without one (product runs served by `kpimcp serve`, or a database the harness never wrote).
+    """
+    if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'trajectory_items'").fetchone() is None:
+        return []
+    rows = conn.execute("SELECT idx, kind, role, name, call_id, content, created_at FROM trajectory_items"
+                        " WHERE run_id = ? ORDER BY idx", (run_id,)).fetchall()  # fmt: skip
+    return [dict(r) for r in rows]
+
+
+def load_model_calls(conn: sqlite3.Connection, run_id: str) -> list[dict[str, Any]]:
+    """A run's model requests in order, with timings, attempts and token counts."""
+    rows = conn.execute("SELECT * FROM model_calls WHERE run_id = ? ORDER BY idx", (run_id,)).fetchall()
+    return [dict(r) for r in rows]
+
+
+def list_bench_runs(conn: sqlite3.Connection, *, bench_id: str | None = None,
+                    current_only: bool = False) -> list[dict[str, Any]]:  # fmt: skip
+    """Runs with their harness columns (usage decoded), oldest first; optionally one bench's or current only."""
+    ensure_schema(conn)
+    sql, args = "SELECT *, head_seq AS calls FROM runs WHERE 1 = 1", []
+    if bench_id:
+        sql, args = sql + " AND bench_id = ?", [bench_id]
+    if current_only:
+        sql += " AND superseded_by IS NULL"
+    out = []
+    for r in conn.execute(sql + " ORDER BY created_at, run_id", args).fetchall():
+        row = dict(r)
+        row["usage"] = json.loads(row["usage"]) if row.get("usage") else None
+        out.append(row)
+    return out
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
