@@ -11,6 +11,9 @@ from toy_support import rows, toy, toy_client
 
 from kpimcp.servers import World, connect, read_rows, verify
 
+COUNT_4 = {"fields": {"counted": 4}}
+COUNT_9 = {"fields": {"counted": 9}}
+
 
 def _text(result) -> str:
     return " ".join(getattr(c, "text", "") for c in result.content)
@@ -25,7 +28,7 @@ def test_success_error_invalid_and_unknown_calls_are_each_one_row(tmp_path):
 
     async def go():
         async with toy_client(db) as c:
-            ok = await c.call_tool("update_record", {"collection": "items", "record_id": "B2", "fields": {"counted": 4}})
+            ok = await c.call_tool("update_record", {"collection": "items", "record_id": "B2", **COUNT_4})
             refused = await c.call_tool("get_record", {"collection": "items", "record_id": "ZZ"})
             invalid = await c.call_tool("update_record", {"collection": "items"})
             unknown = await c.call_tool("no_such_tool", {"x": 1})
@@ -82,7 +85,8 @@ def test_world_changes_persist_and_reload(tmp_path):
             await c.call_tool("update_setting", {"key": "count.tolerance", "value": 2})
             await c.call_tool("write_file", {"path": "notes/a.md", "content": "hello"})
             await c.call_tool("delete_record", {"collection": "items", "record_id": "A1"})
-            await c.call_tool("create_record", {"collection": "items", "record": {"sku": "C3", "counted": 1, "expected": 1}})
+            c3 = {"sku": "C3", "counted": 1, "expected": 1}
+            await c.call_tool("create_record", {"collection": "items", "record": c3})
             return json.loads(_text(await c.call_tool("run_count", {})))
 
     assert _run(go) == {"accuracy": 1.0}  # B2 is now within the raised tolerance
@@ -116,7 +120,7 @@ def test_a_call_whose_row_cannot_be_written_is_refused_and_changes_nothing(tmp_p
 
     async def go():
         async with toy_client(db) as c:
-            res = await c.call_tool("update_record", {"collection": "items", "record_id": "B2", "fields": {"counted": 9}})
+            res = await c.call_tool("update_record", {"collection": "items", "record_id": "B2", **COUNT_9})
             return res
 
     res = _run(go)
