@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
 import subprocess
 from html.parser import HTMLParser
@@ -97,6 +98,8 @@ def _headless(browser: str, profile: Path, *args: str) -> subprocess.CompletedPr
 def test_html_renders_in_headless_chromium(bench_report: Path, tmp_path: Path) -> None:
     browser = _chromium()
     if browser is None:
+        if os.environ.get("CI"):  # CI installs it: a skip there would hide a broken install step
+            pytest.fail("chromium is not installed; .ci/run should have installed it")
         pytest.skip("chromium is not installed (apt-get install -y chromium); CI installs it")
     url = (bench_report / "report.html").as_uri()
     shot = tmp_path / "report.png"
