@@ -83,12 +83,17 @@ def genesis_hash(run_id: str) -> str:
 
 
 def _row_hash(prev_hash: str, values: dict[str, Any]) -> str:
-    payload = json.dumps([HASH_VERSION, prev_hash, *[values[c] for c in _HASHED]], ensure_ascii=False)
-    return hashlib.sha256(payload.encode()).hexdigest()
+    # Length-prefixed fields: unambiguous like a JSON list, without re-escaping large results a second time.
+    h = hashlib.sha256()
+    for part in (HASH_VERSION, prev_hash, *[values[c] for c in _HASHED]):
+        data = b"\x00" if part is None else b"\x01" + str(part).encode()
+        h.update(len(data).to_bytes(8, "big"))
+        h.update(data)
+    return h.hexdigest()
 
 
 def _dump(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
+    return json.dumps(value, ensure_ascii=False, default=str)
 
 
 def append(
