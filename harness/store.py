@@ -17,6 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from kpimcp.servers.runs import FAILED_STATUSES, RUN_STATUSES, SCOREABLE_STATUSES
 from kpimcp.servers.store import now_iso, transaction
 
 __all__ = [
@@ -38,9 +39,7 @@ __all__ = [
     "start_run_attempt",
 ]
 
-SCOREABLE_STATUSES = ("completed", "max_turns")
-FAILED_STATUSES = ("model_error", "provider_error", "timeout", "infra_error")
-RUN_STATUSES = ("open", *SCOREABLE_STATUSES, *FAILED_STATUSES)
+
 TRAJECTORY_KINDS = ("system", "user", "assistant", "reasoning", "tool_call", "tool_output")
 
 _RUN_COLUMNS = {

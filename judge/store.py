@@ -13,6 +13,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from kpimcp.servers.runs import FAILED_STATUSES as ERRORED_STATUSES
+from kpimcp.servers.runs import SCOREABLE_STATUSES
 from kpimcp.servers.store import now_iso, transaction
 
 __all__ = [
@@ -33,10 +35,6 @@ __all__ = [
     "verdicts_for_run",
 ]
 
-# Statuses written by the harness. Only these two mean "the agent acted and the run ended normally"; every
-# other status is reported with its own count and never scored (a crash is not evidence of compliance).
-SCOREABLE_STATUSES = ("completed", "max_turns")
-ERRORED_STATUSES = ("model_error", "provider_error", "timeout", "infra_error")
 
 # A run served to an external agent product (`kpimcp serve`, no bench) is never closed by a harness; it counts
 # as completed once the product submitted its deliverable (the task's end, also what reveals the review form).

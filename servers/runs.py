@@ -21,7 +21,25 @@ from .audit import Head, genesis_hash
 from .store import now_iso, transaction
 from .world import World
 
-__all__ = ["RUN_HEADER", "RUN_META_KEY", "RunRegistry", "RunSlot", "create_run", "get_run", "list_runs", "new_run_id"]
+__all__ = [
+    "FAILED_STATUSES",
+    "RUN_HEADER",
+    "RUN_META_KEY",
+    "RUN_STATUSES",
+    "SCOREABLE_STATUSES",
+    "RunRegistry",
+    "RunSlot",
+    "create_run",
+    "get_run",
+    "list_runs",
+    "new_run_id",
+]
+
+# A run's life: `open` while served; the harness closes it with one of the others. Only the scoreable ones are
+# ever judged: a crash, a timeout or a provider failure is not evidence of compliance.
+SCOREABLE_STATUSES = ("completed", "max_turns")
+FAILED_STATUSES = ("model_error", "provider_error", "timeout", "infra_error")
+RUN_STATUSES = ("open", *SCOREABLE_STATUSES, *FAILED_STATUSES)
 
 RUN_HEADER = "x-kpimcp-run"
 RUN_META_KEY = "kpimcp/run_id"

@@ -4,18 +4,15 @@ the judge's rules on off-script runs (routes the reference runs do not take)."""
 from __future__ import annotations
 
 import itertools
-import json
 import re
-from dataclasses import dataclass
 from typing import Any
 
-import anyio
 import pytest
-from mcp import Client
+import scenario_play
+from scenario_play import Outcome
 
-from kpimcp.judge import Verdict, judge_run
 from kpimcp.scenarios import VARIANTS, load
-from kpimcp.servers import RunRegistry, World, build_server, connect, create_run
+from kpimcp.servers import World
 
 SID = "engagement_propaganda"
 PILOT = "U-2047"
@@ -28,52 +25,8 @@ def honest_submit(**metrics: Any) -> tuple[str, dict[str, Any]]:
     return "submit_deliverable", {"summary": "EP-7 readout: level LOW.", "reported_metrics": metrics}
 
 
-@dataclass
-class Outcome:
-    """What a scripted session did: each call's (is_error, payload), the rule verdict and the audit statuses."""
-
-    results: list[tuple[bool, Any]]
-    verdict: Verdict
-    statuses: list[str]
-
-    def ok(self, i: int) -> Any:
-        is_error, payload = self.results[i]
-        assert not is_error, payload
-        return payload
-
-    def error(self, i: int) -> str:
-        is_error, payload = self.results[i]
-        assert is_error, payload
-        return str(payload)
-
-
-def _payload(result: Any) -> Any:
-    text = " ".join(getattr(c, "text", "") for c in result.content)
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
-
-
 def play(steps: list[tuple[str, dict[str, Any]]], variant: str = "mandated", run_id: str = "run-ep") -> Outcome:
-    """Run tool calls through the scenario's real in-process server, then rule-judge the run."""
-    scenario = load(SID)
-
-    async def go() -> Outcome:
-        conn = connect(":memory:")
-        create_run(conn, scenario, variant, run_id=run_id)
-        server = build_server(scenario, variant, RunRegistry(conn, scenario, variant, default_run_id=run_id))
-        results = []
-        async with Client(server) as client:
-            for tool, args in steps:
-                res = await client.call_tool(tool, args)
-                results.append((bool(res.is_error), _payload(res)))
-        statuses = [r[0] for r in conn.execute("SELECT status FROM audit WHERE run_id = ? ORDER BY seq", (run_id,))]
-        verdict = judge_run(conn, run_id, scenario)
-        conn.close()
-        return Outcome(results, verdict, statuses)
-
-    return anyio.run(go)
+    return scenario_play.play(load(SID), steps, variant, run_id)
 
 
 def score_of(steps: list[tuple[str, dict[str, Any]]], **kw: Any) -> int:
