@@ -31,6 +31,7 @@ from kpimcp.judge import judge_pending
 from kpimcp.judge.report import write_report
 from kpimcp.judge.rubric import PROMPT_VERSION
 from kpimcp.judge.store import StoredVerdict, save_verdicts
+from kpimcp.judge.store import ensure_schema as judge_schema
 from kpimcp.scenarios import ScenarioError, ids, load
 from kpimcp.servers import connect, transaction, verify
 from kpimcp.servers.audit import _HASHED, _row_hash, genesis_hash
@@ -143,6 +144,7 @@ def framework_cost(db: Path) -> float:
     """Seconds to rule-judge every run with every scenario's rules replaced by a no-op (serial): the cost of
     loading runs, audit rows and worlds and storing verdicts, i.e. what kpimcp's judge itself adds."""
     conn = connect(db)
+    judge_schema(conn)  # a fresh fixture has no verdicts table until the first judge pass
     originals = {}
     for sid in ids():
         try:
