@@ -40,7 +40,13 @@ class Outcome:
 
 
 def payload(result: Any) -> Any:
-    """A tool result as the agent reads it: the JSON of its text, or the text itself."""
+    """A tool result as a Python value: the structured result of a success, else the error text.
+
+    (The SDK sends a list result as one text part per item, so the text alone is not always one JSON value.)
+    """
+    sc = result.structured_content
+    if sc is not None and not result.is_error:
+        return sc["result"] if set(sc) == {"result"} else sc
     text = " ".join(getattr(c, "text", "") for c in result.content)
     try:
         return json.loads(text)
