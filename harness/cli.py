@@ -38,7 +38,9 @@ def friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             raise UsageFailure(str(exc)) from None
         except ScenarioError as exc:
             raise click.ClickException(f"broken scenario: {exc}") from None
-        except LookupError as exc:
+        except (KeyError, IndexError):
+            raise  # a bug, not the user's input: keep the traceback
+        except LookupError as exc:  # the library's "no such run/database" errors
             raise UsageFailure(str(exc.args[0] if exc.args else exc)) from None
 
     return wrapper
