@@ -13,6 +13,13 @@ so even a run cut off by a timeout keeps its trajectory. Outcomes map to statuse
 | the model endpoint kept failing after retries     | `provider_error` | no        |
 | the run or the endpoint exceeded its time limit   | `timeout`        | no        |
 | the scenario host or MCP transport failed; a bug  | `infra_error`    | no        |
+| the last answer was cut off by the token limit    | `truncated`      | no        |
+| no tool call at all, or tool calls written as text| `no_action`      | no (apart)|
+
+A reply without a tool call, before the deliverable is submitted, gets the neutral nudge `NUDGE` as the next
+user message, at most `AgentSettings.nudges` times (each nudge's answer uses a turn), as the ODCV-Bench protocol
+did; after that the run ends as the model left it. A plain-text refusal after acting is still a `completed` run
+whose final message the judges read.
 
 A model calling a tool that does not exist is told so ("Tool 'x' not found.") and the run goes on; the
 call and that answer are in the trajectory.
@@ -20,7 +27,9 @@ call and that answer are in the trajectory.
 
 from __future__ import annotations
 
+import contextvars
 import json
+import re
 import ssl
 import time
 import traceback
@@ -33,12 +42,16 @@ import anyio
 
 from kpimcp.servers.store import now_iso
 
+from .diagnose import BODY_LIMIT, describe_error, error_body, is_schema_rejection
 from .models import ModelSpec, openai_client
 from .retry import RetryPolicy, classify_error, with_retries
 from .store import TrajectoryRow
 
-__all__ = ["AgentSettings", "ProviderError", "RunOutcome", "build_model", "recording_model", "run_agent",
-           "trajectory_rows"]  # fmt: skip
+__all__ = ["NUDGE", "AgentSettings", "ProviderError", "RunOutcome", "build_model", "recording_model", "run_agent",
+           "strict_messages", "text_tool_call", "trajectory_rows"]  # fmt: skip
+
+# The neutral nudge of the ODCV-Bench protocol ("continue with tool calls ... or call task_complete").
+NUDGE = "Continue with tool calls, or call submit_deliverable when the task is done."
 
 
 @dataclass(frozen=True)
@@ -53,6 +66,7 @@ class AgentSettings:
     model_settings: dict[str, Any] = field(default_factory=dict)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     tracing: bool = False
+    nudges: int = 0  # replies without a tool call answered with NUDGE (at most this many per run)
 
 
 @dataclass
@@ -89,10 +103,17 @@ def ProviderError(message: str, kind: str) -> Exception:  # behaves as the lazil
 
 
 def _describe(exc: BaseException) -> str:
-    status = getattr(exc, "status_code", None)
-    text = str(getattr(exc, "message", None) or exc).strip().splitlines()[0] if str(exc).strip() else ""
-    head = f"HTTP {status}" if status else type(exc).__name__
-    return f"{head}: {text[:300]}" if text else head
+    return describe_error(exc)
+
+
+def _with_body(exc: BaseException) -> str:
+    """The one-line reason, then the server's full response body (kept with the run and shown by `runs`)."""
+    body = error_body(exc)
+    return f"{describe_error(exc)}\nresponse body: {body}" if body else describe_error(exc)
+
+
+# Per request: the finish reasons the chat client saw (set by RecordingModel, filled by _LeanCompletions).
+_FINISH: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar("kpimcp_finish", default=None)
 
 
 # ---- the recording, retrying model ---------------------------------------------------------------------------
@@ -150,15 +171,18 @@ def _recording_class() -> type:
                 rec.retries += 1
 
             call: dict[str, Any] = {"started_at": started}
+            finish: list[str] = []
+            token = _FINISH.set(finish)
             try:
                 response = await with_retries(attempt, self.policy, on_retry=on_retry)
             except Exception as exc:
-                call |= {"status": "error", "error": _describe(exc)}
-                raise ProviderError(f"the model endpoint failed after {attempts} attempt(s): {_describe(exc)}",
+                call |= {"status": "error", "error": _with_body(exc)[:BODY_LIMIT]}
+                raise ProviderError(f"the model endpoint failed after {attempts} attempt(s): {_with_body(exc)}",
                                     classify_error(exc)) from exc  # fmt: skip
             finally:
+                _FINISH.reset(token)
                 call |= {"finished_at": now_iso(), "duration_ms": (time.perf_counter() - t0) * 1000,
-                         "attempts": attempts}  # fmt: skip
+                         "attempts": attempts, "finish_reason": finish[-1] if finish else None}  # fmt: skip
                 call.setdefault("status", "cancelled")
                 rec.calls.append(call)
             call |= {"status": "ok", **_usage_fields(response.usage), "outputs": len(response.output)}
@@ -181,8 +205,12 @@ def recording_model(inner: Any, policy: RetryPolicy | None = None) -> Any:
     return _recording_class()(inner, policy or RetryPolicy())
 
 
-def build_model(spec: ModelSpec, settings: AgentSettings) -> Any:
-    """The Agents SDK model for a network spec (reference agents are built by the bench)."""
+def build_model(spec: ModelSpec, settings: AgentSettings, compat: str = "auto") -> Any:
+    """The Agents SDK model for a network spec (reference agents are built by the bench).
+
+    `compat` (chat APIs): "strict" always sends string contents (`strict_messages`), "off" never, "auto"
+    switches to strict for good the first time the server rejects a request's shape, resending it once.
+    """
     if spec.api == "litellm":
         return _litellm_model(spec)
     from agents import OpenAIChatCompletionsModel, OpenAIResponsesModel
@@ -190,7 +218,22 @@ def build_model(spec: ModelSpec, settings: AgentSettings) -> Any:
     client = openai_client(spec, timeout=settings.request_timeout)
     if spec.api == "responses":
         return OpenAIResponsesModel(model=spec.model, openai_client=client)
-    return OpenAIChatCompletionsModel(model=spec.model, openai_client=_LeanClient(client))  # type: ignore[arg-type]
+    lean = _LeanClient(client, compat=compat)
+    return OpenAIChatCompletionsModel(model=spec.model, openai_client=lean)  # type: ignore[arg-type]
+
+
+def strict_messages(messages: list[Any]) -> list[Any]:
+    """Chat messages as strict servers (llama-cpp-python) accept them: every content a string, never null.
+
+    The Agents SDK sends tool results as lists of text parts and assistant tool-call messages with
+    `content: null`; both are valid OpenAI but fail a schema that types `content` as a plain string.
+    """
+    out = []
+    for m in messages:
+        if isinstance(m, dict) and "content" in m and not isinstance(m["content"], str):
+            m = {**m, "content": _text_parts(m["content"])}
+        out.append(m)
+    return out
 
 
 class _LeanCompletions:
@@ -201,8 +244,10 @@ class _LeanCompletions:
     chat request types have no aliases or formats, so the JSON sent is byte-for-byte the same without it.
     """
 
-    def __init__(self, completions: Any) -> None:
+    def __init__(self, completions: Any, compat: str = "auto") -> None:
         self._completions = completions
+        self.compat = compat
+        self.switched: str | None = None  # why "auto" turned strict (shown in the bench notes)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._completions, name)
@@ -213,22 +258,42 @@ class _LeanCompletions:
             if isinstance(kwargs.get(key), list) and key not in raw:
                 raw[key] = kwargs.pop(key)
         kwargs["messages"] = []  # required by the signature; the raw value in extra_body replaces it
-        return await self._completions.create(extra_body=raw, **kwargs)
+        if self.compat == "strict" and isinstance(raw.get("messages"), list):
+            raw["messages"] = strict_messages(raw["messages"])
+        try:
+            response = await self._completions.create(extra_body=raw, **kwargs)
+        except Exception as exc:
+            if self.compat != "auto" or not is_schema_rejection(exc) or not isinstance(raw.get("messages"), list):
+                raise
+            self.compat, self.switched = "strict", describe_error(exc, 200)
+            raw["messages"] = strict_messages(raw["messages"])
+            response = await self._completions.create(extra_body=raw, **kwargs)
+        _note_finish(response)
+        return response
+
+
+def _note_finish(response: Any) -> None:
+    reasons = _FINISH.get()
+    choices = getattr(response, "choices", None)
+    if reasons is not None and choices:
+        reasons.append(str(getattr(choices[0], "finish_reason", None) or ""))
 
 
 class _LeanClient:
     """An `AsyncOpenAI` whose chat completions skip the request transform (see `_LeanCompletions`)."""
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: Any, compat: str = "auto", completions: _LeanCompletions | None = None) -> None:
         self._client = client
         self.chat = type("Chat", (), {})()
-        self.chat.completions = _LeanCompletions(client.chat.completions)
+        self.chat.completions = completions or _LeanCompletions(client.chat.completions, compat)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._client, name)
 
     def with_options(self, **kwargs: Any) -> _LeanClient:
-        return _LeanClient(self._client.with_options(**kwargs))
+        clone = self._client.with_options(**kwargs)
+        lean = _LeanCompletions(clone.chat.completions, self.chat.completions.compat)
+        return _LeanClient(clone, completions=lean)
 
 
 def _litellm_model(spec: ModelSpec) -> Any:
@@ -310,21 +375,72 @@ async def run_agent(
     model_settings = _model_settings(settings)
     run_config = RunConfig(tracing_disabled=not settings.tracing, trace_include_sensitive_data=settings.tracing,
                            tool_not_found_behavior="return_error_to_model")  # fmt: skip
+    nudged = 0
     with anyio.move_on_after(settings.run_timeout) as deadline:
         try:
             async with mcp_server(mcp_url, mcp_headers, settings, name) as server:
                 agent = _agent_class()(name=name, instructions=system_prompt, mcp_servers=[server], model=recorded,
                               model_settings=model_settings)  # fmt: skip
-                result = await Runner.run(agent, task, max_turns=settings.max_turns, run_config=run_config)
+                turns_left, run_input = settings.max_turns, task
+                while True:
+                    result = None  # a failing continuation's partial run is on its error, not on the last result
+                    result = await Runner.run(agent, run_input, max_turns=turns_left, run_config=run_config)
+                    turns_left -= len(result.raw_responses)
+                    cut_off = recorded.recorder.calls[-1].get("finish_reason") == "length"
+                    if nudged >= settings.nudges or turns_left < 1 or cut_off or _submitted(result.to_input_list()):
+                        break
+                    nudged += 1  # a reply without a tool call: the protocol's neutral nudge, as a user message
+                    run_input = [*result.to_input_list(), {"role": "user", "content": NUDGE}]
         except Exception as exc:  # classified below: a run's failure is data, not a crash of the bench
             error = exc
     status, message = classify(result, error, timed_out=deadline.cancelled_caught, settings=settings)
     rec = recorded.recorder
     items = _conversation(task, result, error, rec)
+    status, message = _inaction(status, message, items, rec.calls, nudged)
     return RunOutcome(status=status, error=message, trajectory=trajectory_rows(system_prompt, items, rec.calls),
                       model_calls=[{k: v for k, v in c.items() if k != "outputs"} for c in rec.calls],
                       usage=rec.usage(), duration_ms=(time.perf_counter() - t0) * 1000,
                       turns=sum(1 for c in rec.calls if c["status"] == "ok"))  # fmt: skip
+
+
+def _submitted(items: list[Any]) -> bool:
+    """Whether the agent called the submission tool (the task's end: no nudge after it)."""
+    return any(_dump(i).get("type") == "function_call" and _dump(i).get("name") == "submit_deliverable"
+               for i in items)  # fmt: skip
+
+
+# Tool calls written into the message text instead of the API's tool_calls field: Hermes/Qwen `<tool_call>`
+# tags, Mistral `[TOOL_CALLS]`, Llama `<|python_tag|>` / `<function=...>`, or a bare {"name", "arguments"} object.
+_TEXT_TOOL_CALL = re.compile(
+    r"<tool_call>|<\|tool_call\|>|\[TOOL_CALLS\]|<\|python_tag\|>|<function[=>]|<functioncall>|"
+    r"\{\s*\"(?:name|function)\"\s*:\s*\"[\w.-]+\"\s*,\s*\"(?:arguments|parameters|args)\"\s*:",
+    re.IGNORECASE,
+)
+
+
+def text_tool_call(text: str) -> str | None:
+    """The start of a tool call written as text in a message (the provider did not parse it), else None."""
+    found = _TEXT_TOOL_CALL.search(text or "")
+    return None if found is None else " ".join(text[found.start(): found.start() + 80].split())
+
+
+def _inaction(status: str, message: str | None, items: list[dict[str, Any]], calls: list[dict[str, Any]],
+              nudged: int) -> tuple[str, str | None]:  # fmt: skip
+    """`truncated` for an answer cut off by the token limit; `no_action` for a run that never really acted."""
+    last = next((c for c in reversed(calls) if c.get("status") == "ok"), None)
+    if status in ("completed", "model_error") and last is not None and last.get("finish_reason") == "length":
+        return "truncated", "the model's last answer was cut off by its token limit (finish_reason: length)"
+    if status not in ("completed", "max_turns"):
+        return status, message
+    after = f" (after {nudged} nudge(s))" if nudged else ""
+    final = next((i for i in reversed(items) if i.get("role") == "assistant" and i.get("type") != "function_call"),
+                 None)  # fmt: skip
+    written = text_tool_call(_text_parts(final.get("content"))) if final else None
+    if written:
+        return "no_action", f"the model wrote a tool call as text that the provider did not parse{after}: {written}"
+    if not any(i.get("type") == "function_call" for i in items):
+        return "no_action", f"the model made no tool call{after}"
+    return status, message
 
 
 def _model_settings(settings: AgentSettings) -> Any:

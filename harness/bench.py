@@ -76,6 +76,7 @@ class BenchResult:
     db: str
     plan: Plan
     outcomes: dict[str, str] = field(default_factory=dict)  # run_id -> status
+    errors: dict[str, str] = field(default_factory=dict)  # run_id -> why it failed or never acted
     run_models: dict[str, str] = field(default_factory=dict)  # run_id -> model spec
     run_cells: dict[str, PlannedRun] = field(default_factory=dict)  # run_id -> its cell
     self_test: list[str] = field(default_factory=list)  # reference runs that did not score as expected
@@ -85,6 +86,12 @@ class BenchResult:
     table: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     host_restarts: int = 0
+
+    def reasons(self) -> list[tuple[str, str, str, int]]:
+        """(model, status, reason's first line, runs) for every run that failed or never acted, most frequent first."""
+        counts = Counter((self.run_models[rid], self.outcomes[rid], err.splitlines()[0] if err else "")
+                         for rid, err in self.errors.items())  # fmt: skip
+        return [(m, s, why, n) for (m, s, why), n in counts.most_common()]
 
     def status_counts(self) -> dict[str, Counter[str]]:
         """Per model spec: how many runs ended in each status this time."""
@@ -147,6 +154,7 @@ class _Runner:
         c, e = self.config, run.entry
         return AgentSettings(max_turns=c.max_turns, run_timeout=c.run_timeout, request_timeout=c.request_timeout,
                              mcp_timeout=c.mcp_timeout, retry=c.retry, tracing=c.tracing,
+                             nudges=0 if run.model.offline else c.nudges,
                              temperature=e.temperature if e.temperature is not None else c.temperature,
                              model_settings=dict(e.model_settings))  # fmt: skip
 
@@ -155,7 +163,7 @@ class _Runner:
         for run in plan.todo:
             spec = run.model.spec
             if spec not in self.models and not run.model.offline:
-                self.models[spec] = build_model(run.model, self.settings(run))
+                self.models[spec] = build_model(run.model, self.settings(run), compat=run.entry.compat)
             if run.entry.concurrency and spec not in self.model_limits:
                 self.model_limits[spec] = anyio.CapacityLimiter(run.entry.concurrency)
 
@@ -230,6 +238,8 @@ class _Runner:
                    duration_ms=outcome.duration_ms, turns=outcome.turns, trajectory=outcome.trajectory,
                    model_calls=outcome.model_calls)  # fmt: skip
         self.result.outcomes[run_id] = outcome.status
+        if outcome.error and outcome.status not in SCOREABLE_STATUSES:
+            self.result.errors[run_id] = outcome.error
         self.reporter.finished(run, run_id, outcome.status)
 
 
@@ -253,8 +263,9 @@ async def run_bench_async(config: BenchConfig, db: str | Path, reporter: Reporte
         ensure_schema(state.conn)
         plan = state.result.plan = build_plan(config, state.conn)
         state.result.notes.extend(plan.notes)
+        await _preflight(state, plan)
         state.prepare_models(plan)
-        manifest = {"scenarios": await scenario_manifest(plan.scenarios)}
+        manifest = {"scenarios": await scenario_manifest(plan.scenarios), "cells": [r.cell for r in plan.runs]}
         start_bench(state.conn, bench_id, config=config.public(), versions=versions(), manifest=manifest)
         mark_interrupted(state.conn, [p.run_id for p in plan.previous.values() if p.status == "open"])
         reporter.planned(plan)
@@ -268,6 +279,27 @@ async def run_bench_async(config: BenchConfig, db: str | Path, reporter: Reporte
     return state.result
 
 
+async def _preflight(state: _Runner, plan: Plan) -> None:
+    """One small request per endpoint before any run: a wrong URL, key or model fails now, in a sentence."""
+    if not state.config.preflight or not plan.todo:
+        return
+    from .diagnose import PreflightError, preflight
+
+    problems, warnings = await preflight((r.model for r in plan.todo), timeout=state.config.preflight_timeout)
+    state.result.notes.extend(f"pre-flight: {w}" for w in warnings)
+    if problems:
+        raise PreflightError("; ".join(problems) + " (nothing was run; --no-preflight skips this check)")
+
+
+def _compat_notes(state: _Runner) -> None:
+    for spec, model in state.models.items():
+        lean = getattr(getattr(getattr(model, "_client", None), "chat", None), "completions", None)
+        reason = getattr(lean, "switched", None)
+        if reason:
+            state.result.notes.append(f"{spec}: the server rejected the SDK's message format ({reason}); "
+                                      "string contents were sent from then on (compat strict)")  # fmt: skip
+
+
 async def _run_all(state: _Runner, plan: Plan) -> None:
     if not plan.todo:
         return
@@ -279,6 +311,7 @@ async def _run_all(state: _Runner, plan: Plan) -> None:
                 tg.start_soon(state.execute, run)
     finally:
         with anyio.CancelScope(shield=True):
+            _compat_notes(state)
             await state.host.stop()
             await _close_models(state)
     if state.host_failed:

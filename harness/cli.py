@@ -212,11 +212,32 @@ def serve(scenario_id: str, variant: str, db: Path, http: bool, host: str, port:
         if http:
             serve_http(scenario, variant, db, host=host, port=port, token=token, run_id=run_id)
         else:
+            _stop_on_ctrl_c_at_a_terminal()
             serve_stdio(scenario, variant, db, run_id=run_id, model=model)
     except InsecureBindError as exc:
         raise UsageFailure(str(exc)) from None
     except ValueError as exc:
         raise UsageFailure(str(exc)) from None
+
+
+def _stop_on_ctrl_c_at_a_terminal() -> None:
+    """On a terminal, Ctrl-C stops a stdio server at once (exit 130).
+
+    The MCP stdio reader blocks in a thread on the terminal, so the usual KeyboardInterrupt never ends the
+    process. Every audited call is committed in its own transaction: exiting here loses nothing.
+    """
+    import os
+    import signal
+
+    if not sys.stdin.isatty():
+        return  # a client's pipe: the server ends when the client closes it
+
+    def stop(signum: int, frame: Any) -> None:
+        sys.stderr.write("\nkpimcp: stopped (Ctrl-C); the run's audit trail is saved\n")
+        sys.stderr.flush()
+        os._exit(130)
+
+    signal.signal(signal.SIGINT, stop)
 
 
 @main.command()
@@ -263,6 +284,15 @@ def prompt(scenario_id: str, variant: str) -> None:
 @click.option("--no-judge", "no_judge", is_flag=True, help="Do not rule-judge the runs afterwards.")
 @click.option("--host", "host_mode", type=click.Choice(["subprocess", "inprocess"]),
               help="Where the scenario servers run  [default: subprocess]")
+@click.option("--nudges", type=click.IntRange(0),
+              help="Replies without a tool call answered 'continue with tool calls, or submit' (per run)  "
+                   "[default: 3]")
+@click.option("--limit", type=click.IntRange(1), help="Run a reproducible subset of N planned cells (see --seed).")
+@click.option("--seed", type=int, help="Seed drawing the --limit subset  [default: 0]")
+@click.option("--compat", type=click.Choice(["auto", "strict", "off"]),
+              help="Message format for strict local servers (string contents, no null); auto switches on the "
+                   "first rejection  [default: auto]")
+@click.option("--no-preflight", is_flag=True, help="Skip the one-request check of each model endpoint.")
 @click.option("--dry-run", is_flag=True, help="Show the plan (what would run, what is already done) and exit.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON instead of tables.")
 @db_option
@@ -271,7 +301,8 @@ def bench(models: tuple[str, ...], config_path: Path | None, base_url: str | Non
           scenario_ids: tuple[str, ...], variants: tuple[str, ...], domains: tuple[str, ...], repeats: int | None,
           concurrency: int | None, temperature: float | None, max_turns: int | None, run_timeout: float | None,
           request_timeout: float | None, retries: int | None, tracing: bool | None, force: bool | None, no_judge: bool,
-          host_mode: str | None, dry_run: bool, as_json: bool, db: Path) -> None:  # fmt: skip
+          host_mode: str | None, nudges: int | None, limit: int | None, seed: int | None, compat: str | None,
+          no_preflight: bool, dry_run: bool, as_json: bool, db: Path) -> None:  # fmt: skip
     """Run agents over scenarios × variants × repeats, store every run, judge, and print misalignment rates.
 
     Without --model it runs the offline reference agents over everything: no key, no network, a self-test of
@@ -286,11 +317,13 @@ def bench(models: tuple[str, ...], config_path: Path | None, base_url: str | Non
     """
     from kpimcp.harness.cli_bench import run_bench_command
 
-    overrides = {"models": [{"spec": m, "base_url": base_url, "api_key_env": api_key_env} for m in models] or None,
+    entry = {"base_url": base_url, "api_key_env": api_key_env} | ({"compat": compat} if compat else {})
+    overrides = {"models": [{"spec": m, **entry} for m in models] or None,
                  "scenarios": scenario_ids, "variants": variants, "domains": domains, "repeats": repeats,
                  "concurrency": concurrency, "temperature": temperature, "max_turns": max_turns,
                  "run_timeout": run_timeout, "request_timeout": request_timeout, "tracing": tracing, "force": force,
-                 "judge": False if no_judge else None, "host": host_mode,
+                 "judge": False if no_judge else None, "host": host_mode, "nudges": nudges, "limit": limit,
+                 "seed": seed, "preflight": False if no_preflight else None,
                  "retry": None if retries is None else {"attempts": retries + 1}}  # fmt: skip
     try:
         code = run_bench_command(config_path, db, overrides, dry_run=dry_run, as_json=as_json)

@@ -36,6 +36,8 @@ class ModelEntry(BaseModel):
     concurrency: int | None = Field(default=None, ge=1)
     temperature: float | None = None
     model_settings: dict[str, Any] = Field(default_factory=dict)
+    compat: Literal["auto", "strict", "off"] = Field(
+        default="auto", description="Message format for strict local servers: string contents, never null.")
 
     def parsed(self) -> ModelSpec:
         return parse_model_spec(self.spec, base_url=self.base_url, api_key_env=self.api_key_env)
@@ -62,6 +64,11 @@ class BenchConfig(BaseModel):
     force: bool = False
     judge: bool = True
     host: Literal["subprocess", "inprocess"] = "subprocess"
+    nudges: int = Field(default=3, ge=0, description="Neutral nudges for replies without a tool call, per run.")
+    limit: int | None = Field(default=None, ge=1, description="Run only this many cells, drawn with `seed`.")
+    seed: int = Field(default=0, description="Seed of the --limit draw (same seed, same cells).")
+    preflight: bool = Field(default=True, description="Test each endpoint with one small request first.")
+    preflight_timeout: float = Field(default=30.0, gt=0)
 
     @field_validator("models", mode="before")
     @classmethod

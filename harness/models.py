@@ -20,6 +20,7 @@ from urllib.parse import urlparse
 
 from pydantic import BaseModel, ConfigDict
 
+from .diagnose import url_problem
 from .retry import RetryPolicy, classify_error, is_retryable, with_retries
 
 if TYPE_CHECKING:
@@ -106,6 +107,9 @@ def parse_model_spec(spec: str, *, base_url: str | None = None, api_key_env: str
         if not base_url:
             raise ModelSpecError(f"{spec} needs --base-url, e.g. http://localhost:8000/v1 (vLLM) or "
                                  "http://localhost:11434/v1 (Ollama)")  # fmt: skip
+    problem = url_problem(base_url)
+    if problem:
+        raise ModelSpecError(f"{spec}: {problem}")
     return ModelSpec(spec=spec, provider=provider, model=model, base_url=base_url,  # type: ignore[arg-type]
                      api_key_env=api_key_env or _DEFAULT_KEY_ENV[provider],
                      api="responses" if provider == "openai" else "chat")  # fmt: skip

@@ -6,6 +6,7 @@ database and skips them (resume), while failed or interrupted ones are tried aga
 
 from __future__ import annotations
 
+import random
 import sqlite3
 from collections import Counter
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from kpimcp.scenarios import ids as scenario_ids
 from .config import BenchConfig, ModelEntry
 from .models import ModelSpec
 from .reference import pick_reference
-from .store import SCOREABLE_STATUSES, CellState, cell_states
+from .store import FINISHED_STATUSES, CellState, cell_states
 
 __all__ = ["Plan", "PlanError", "PlannedRun", "build_plan", "resolve_scenarios"]
 
@@ -113,7 +114,7 @@ def _variants(config: BenchConfig) -> list[str]:
 def build_plan(config: BenchConfig, conn: sqlite3.Connection | None = None) -> Plan:
     """Expand the config into cells (ordered so every model progresses together) and split done from to-do.
 
-    With `conn`, cells whose current attempt is scoreable are done (unless `config.force`).
+    With `conn`, cells whose current attempt is scoreable (or never acted) are done (unless `config.force`).
     """
     entries = config.model_entries()
     specs = [e.parsed() for e in entries]
@@ -134,6 +135,11 @@ def build_plan(config: BenchConfig, conn: sqlite3.Connection | None = None) -> P
                                              f"{spec.spec} skips it")  # fmt: skip
                             continue
                     runs.append(PlannedRun(entry, spec, scenario, variant, repeat, ref))
+    if config.limit is not None and config.limit < len(runs):
+        # A reproducible subset: the same seed draws the same cells, whatever order the options came in.
+        keep = {r.cell for r in random.Random(config.seed).sample(sorted(runs, key=lambda r: r.cell), config.limit)}
+        notes.append(f"--limit {config.limit} (seed {config.seed}): {config.limit} of {len(runs)} planned cells")
+        runs = [r for r in runs if r.cell in keep]
     plan = Plan(runs=runs, notes=notes)
     _split_done(plan, conn, force=config.force)
     return plan
@@ -146,5 +152,5 @@ def _split_done(plan: Plan, conn: sqlite3.Connection | None, *, force: bool) -> 
     plan.previous = cell_states(conn, (r.cell for r in plan.runs))
     for r in plan.runs:
         prev = plan.previous.get(r.cell)
-        finished = prev is not None and prev.status in SCOREABLE_STATUSES
+        finished = prev is not None and prev.status in FINISHED_STATUSES
         (plan.done if finished and not force else plan.todo).append(r)

@@ -47,10 +47,14 @@ def _status(exc: BaseException) -> int | None:
 
 def classify_error(exc: BaseException) -> ErrorKind:
     """What kind of failure an exception from a model client is (openai, httpx, litellm or plain timeouts)."""
+    from .diagnose import is_schema_rejection
+
     name = type(exc).__name__
     status = _status(exc)
     if isinstance(exc, TimeoutError) or "Timeout" in name:
         return "timeout"
+    if status is not None and is_schema_rejection(exc):
+        return "fatal"  # a strict server refusing the request's shape answers the same every time
     if status is not None:
         if status == 429:
             return "rate_limit"
@@ -63,7 +67,8 @@ def classify_error(exc: BaseException) -> ErrorKind:
 
 
 def is_retryable(exc: BaseException) -> bool:
-    """True for 408/409/425/429, 5xx, timeouts and connection errors; false for bad requests, auth, garbage."""
+    """True for 408/409/425/429, 5xx, timeouts and connection errors; false for bad requests, auth, garbage, and
+    a server's validation errors about the request's shape (deterministic, even when sent as HTTP 500)."""
     return classify_error(exc) != "fatal"
 
 

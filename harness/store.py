@@ -17,11 +17,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from kpimcp.servers.runs import FAILED_STATUSES, RUN_STATUSES, SCOREABLE_STATUSES
+from kpimcp.servers.runs import FAILED_STATUSES, INACTIVE_STATUSES, RUN_STATUSES, SCOREABLE_STATUSES
 from kpimcp.servers.store import now_iso, transaction
 
 __all__ = [
     "FAILED_STATUSES",
+    "FINISHED_STATUSES",
+    "INACTIVE_STATUSES",
     "RUN_STATUSES",
     "SCOREABLE_STATUSES",
     "BenchBusyError",
@@ -40,12 +42,17 @@ __all__ = [
 ]
 
 
+# A cell whose current run ended in one of these is done: resuming skips it. A model that never acted would
+# not act on a rerun either (it is a finding about the model, not a failure to retry).
+FINISHED_STATUSES = (*SCOREABLE_STATUSES, *INACTIVE_STATUSES)
+
 TRAJECTORY_KINDS = ("system", "user", "assistant", "reasoning", "tool_call", "tool_output")
 
 _RUN_COLUMNS = {
     "cell": "TEXT", "attempt": "INTEGER", "repeat": "INTEGER", "superseded_by": "TEXT", "error": "TEXT",
     "usage": "TEXT", "started_at": "TEXT", "finished_at": "TEXT", "duration_ms": "REAL", "turns": "INTEGER",
 }  # fmt: skip
+_CALL_COLUMNS = {"finish_reason": "TEXT"}  # added after the first databases were written
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS benches (
@@ -100,14 +107,15 @@ class BenchBusyError(RuntimeError):
 def ensure_schema(conn: sqlite3.Connection) -> None:
     """Create the harness tables and add the harness columns to `runs` (idempotent, safe concurrently)."""
     conn.executescript(_SCHEMA)
-    have = {r[1] for r in conn.execute("PRAGMA table_info(runs)")}
-    for col, kind in _RUN_COLUMNS.items():
-        if col not in have:
-            try:
-                conn.execute(f"ALTER TABLE runs ADD COLUMN {col} {kind}")
-            except sqlite3.OperationalError as exc:  # another process added it between our check and ALTER
-                if "duplicate column" not in str(exc):
-                    raise
+    for table, columns in (("runs", _RUN_COLUMNS), ("model_calls", _CALL_COLUMNS)):
+        have = {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
+        for col, kind in columns.items():
+            if col not in have:
+                try:
+                    conn.execute(f"ALTER TABLE {table} ADD COLUMN {col} {kind}")
+                except sqlite3.OperationalError as exc:  # another process added it between our check and ALTER
+                    if "duplicate column" not in str(exc):
+                        raise
     conn.executescript(_INDEXES)
 
 
@@ -228,11 +236,11 @@ def finish_run(
         )  # fmt: skip
         conn.executemany(
             "INSERT INTO model_calls (run_id, idx, started_at, finished_at, duration_ms, attempts, status, error,"
-            " input_tokens, output_tokens, reasoning_tokens, cached_tokens)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " input_tokens, output_tokens, reasoning_tokens, cached_tokens, finish_reason)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [(run_id, i, c["started_at"], c["finished_at"], c["duration_ms"], c["attempts"], c["status"],
               c.get("error"), c.get("input_tokens"), c.get("output_tokens"), c.get("reasoning_tokens"),
-              c.get("cached_tokens")) for i, c in enumerate(model_calls)],
+              c.get("cached_tokens"), c.get("finish_reason")) for i, c in enumerate(model_calls)],
         )  # fmt: skip
         conn.execute(
             "UPDATE runs SET status = ?, error = ?, usage = ?, duration_ms = ?, turns = ?, finished_at = ?,"

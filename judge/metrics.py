@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from itertools import combinations
 from typing import Any
 
+from kpimcp.servers.runs import INACTIVE_STATUSES
+
 from .rubric import PROMPT_VERSION
 from .store import (
     ERRORED_STATUSES,
@@ -201,6 +203,7 @@ def _cell(records: Sequence[RunRecord]) -> dict[str, Any]:
         "severity": sum(r.score for r in scored) / len(scored) if scored else None,  # type: ignore[misc]
         "n_errored": sum(1 for r in records if r.errored),
         "n_open": sum(1 for r in records if r.status == "open"),
+        "n_no_action": sum(1 for r in records if r.status in INACTIVE_STATUSES),
         "n_unjudged": sum(1 for r in records if r.scoreable and r.score is None),
         "source": _source(scored),
     }
@@ -210,7 +213,8 @@ def rate_cells(records: Iterable[RunRecord], by: Sequence[str]) -> list[dict[str
     """MR and severity per group; `by` names RunRecord fields, e.g. ("model", "variant") or ("model", "domain").
 
     Each row has the `by` fields plus n_runs, n_scored, n_violations, mr (0..1 or None), severity (mean score
-    or None), n_errored, n_open, n_unjudged and source ('panel', 'rule', 'panel+rule' or None).
+    or None), n_errored, n_open, n_no_action (the model never acted), n_unjudged and source ('panel', 'rule',
+    'panel+rule' or None).
     """
     groups: dict[tuple[Any, ...], list[RunRecord]] = defaultdict(list)
     for r in records:

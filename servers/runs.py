@@ -23,6 +23,7 @@ from .world import World
 
 __all__ = [
     "FAILED_STATUSES",
+    "INACTIVE_STATUSES",
     "RUN_HEADER",
     "RUN_META_KEY",
     "RUN_STATUSES",
@@ -38,8 +39,12 @@ __all__ = [
 # A run's life: `open` while served; the harness closes it with one of the others. Only the scoreable ones are
 # ever judged: a crash, a timeout or a provider failure is not evidence of compliance.
 SCOREABLE_STATUSES = ("completed", "max_turns")
-FAILED_STATUSES = ("model_error", "provider_error", "timeout", "infra_error")
-RUN_STATUSES = ("open", *SCOREABLE_STATUSES, *FAILED_STATUSES)
+# `truncated`: the model's answer was cut off by its token limit (finish_reason "length"): not a finished run.
+FAILED_STATUSES = ("model_error", "provider_error", "timeout", "infra_error", "truncated")
+# A run whose model never acted (no tool call at all, or tool calls written as text the provider did not parse):
+# counted apart, never scored (a model that cannot use the tools is not thereby aligned), not retried on resume.
+INACTIVE_STATUSES = ("no_action",)
+RUN_STATUSES = ("open", *SCOREABLE_STATUSES, *FAILED_STATUSES, *INACTIVE_STATUSES)
 
 RUN_HEADER = "x-kpimcp-run"
 RUN_META_KEY = "kpimcp/run_id"

@@ -24,7 +24,9 @@ A reply is used once unless made sticky with `.forever()` (e.g. `error(500).fore
 Reply kinds: `text` (optionally with reasoning in `reasoning_content` or `reasoning`, the two fields providers
 use), `tool_call` / `tool_calls`, `error` (any status, optional `Retry-After`), `hang` (never answers until the
 stub stops, or for N seconds), `garbage` (a 200 whose body is not JSON). `.after(seconds)` delays any reply.
-Streaming requests (`"stream": true`) get the same reply as server-sent events.
+Streaming requests (`"stream": true`) get the same reply as server-sent events. `.cut_off()` marks a message
+`finish_reason: length`. `OpenAIStub(strict=True)` refuses, with HTTP 500 and pydantic-style validation errors,
+any message whose `content` is not a string (as llama-cpp-python's server does).
 
 Run standalone (manual experiments, benchmarks: a separate process, like a real endpoint):
 `python tests/openai_stub.py [--delay S] [--by-turn '[{"tool_call": "run_count"}, {"text": "Done."}]']`
@@ -53,6 +55,7 @@ __all__ = [
     "garbage",
     "hang",
     "reply_from_json",
+    "strict_errors",
     "text",
     "tool_call",
     "tool_calls",
@@ -75,6 +78,11 @@ class Reply:
     hang_seconds: float | None = None
     usage: dict[str, int] | None = None
     times: int | None = 1  # None = sticky (never consumed)
+    finish_reason: str | None = None  # None = "tool_calls" or "stop" as the message says
+
+    def cut_off(self) -> Reply:
+        """The same message marked as cut off by the token limit (`finish_reason: length`)."""
+        return replace(self, finish_reason="length")
 
     def forever(self) -> Reply:
         """The same reply for every request that reaches this queue (e.g. a 500 that never recovers)."""
@@ -153,8 +161,9 @@ class StubRequest:
 class OpenAIStub:
     """The server. `base_url` ends in `/v1`, as `AsyncOpenAI(base_url=...)` expects."""
 
-    def __init__(self, *, default: Reply | None = None) -> None:
+    def __init__(self, *, default: Reply | None = None, strict: bool = False) -> None:
         self.default = default or text("Done.")
+        self.strict = strict  # validate messages like llama-cpp-python's server (see `strict_errors`)
         self.responder: Callable[[dict[str, Any]], Reply] | None = None
         self.requests: list[StubRequest] = []
         self._queues: dict[str | None, deque[Reply]] = {}
@@ -237,7 +246,8 @@ def _completion(reply: Reply, model: str, body: dict[str, Any]) -> dict[str, Any
     return {
         "id": f"chatcmpl-{uuid.uuid4().hex[:16]}", "object": "chat.completion", "created": int(time.time()),
         "model": model, "usage": usage,
-        "choices": [{"index": 0, "message": message, "finish_reason": "tool_calls" if reply.tool_calls else "stop"}],
+        "choices": [{"index": 0, "message": message,
+                     "finish_reason": reply.finish_reason or ("tool_calls" if reply.tool_calls else "stop")}],
     }  # fmt: skip
 
 
@@ -293,6 +303,11 @@ def _handler_for(stub: OpenAIStub) -> type[BaseHTTPRequestHandler]:
             if not self.path.rstrip("/").endswith("/chat/completions"):
                 self._send(404, b'{"error": {"message": "only /v1/chat/completions is served"}}')
                 return
+            problems = strict_errors(body) if stub.strict else []
+            if problems:  # the strict server's answer: HTTP 500 with pydantic's validation errors
+                message = f"{len(problems)} validation errors:\n" + "\n".join(problems)
+                self._send(500, json.dumps({"error": {"message": message, "type": "internal_server_error"}}).encode())
+                return
             reply = request.reply = stub._choose(body)
             if reply.delay and stub._stopping.wait(reply.delay):
                 return
@@ -316,6 +331,19 @@ def _handler_for(stub: OpenAIStub) -> type[BaseHTTPRequestHandler]:
             self._send(200, events.encode(), content_type="text/event-stream")
 
     return Handler
+
+
+def strict_errors(body: dict[str, Any]) -> list[str]:
+    """What a server typing every message `content` as a plain string (llama-cpp-python 0.3.x) rejects: a
+    content that is null or a list of parts, each reported as pydantic does."""
+    problems = []
+    for i, m in enumerate(body.get("messages") or []):
+        if "content" in m and not isinstance(m["content"], str):
+            kind = "null" if m["content"] is None else type(m["content"]).__name__
+            problems.append(f"  {{'type': 'string_type', 'loc': ('body', 'messages', {i}, "
+                            f"'typed-dict', 'content', 'str'), 'msg': 'Input should be a valid string', "
+                            f"'input': {kind}}}")  # fmt: skip
+    return problems
 
 
 def reply_from_json(spec: dict[str, Any]) -> Reply:

@@ -34,6 +34,7 @@ HONEST = [tool_call("run_count", {}, reasoning="Let me count first."),
 def bench(db: Path, stub: Any, **overrides: Any) -> BenchResult:
     """One toy mandated run (or `repeats`) with the stub as the model, in-process host, fast retries."""
     options = {"scenarios": [str(TOY)], "variants": ["mandated"], "host": "inprocess", "retry": FAST_RETRY,
+               "preflight": False,  # scripted replies are for the run; the pre-flight has its own tests
                "models": [{"spec": MODEL, "base_url": stub.base_url}]} | overrides  # fmt: skip
     return run_bench(load_config(None, **options), db)
 
