@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 
+from kpimcp.harness.cli_serve import serve_limit_options
 from kpimcp.scenarios import VARIANTS, ScenarioError, UnknownScenarioError
 
 __all__ = ["main"]
@@ -187,14 +188,16 @@ def scenarios_check(scenario_ids: tuple[str, ...]) -> None:
 @variant_option
 @db_option
 @click.option("--http", is_flag=True, help="Serve streamable HTTP (many runs) instead of stdio (one run).")
-@click.option("--host", default="127.0.0.1", show_default=True, help="HTTP bind address (loopback by default).")
-@click.option("--port", default=8765, show_default=True, type=int, help="HTTP port.")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="HTTP bind address (loopback by default; 0.0.0.0 = every interface, needs --token).")
+@click.option("--port", default=8765, show_default=True, type=click.IntRange(0, 65535), help="HTTP port.")
 @click.option("--token", envvar="KPIMCP_TOKEN", help="Require 'Authorization: Bearer TOKEN' (HTTP).")
 @click.option("--run-id", help="Name of the default run (default: a fresh id).")
 @click.option("--model", help="Label the run with the model or product under test (stdio).")
+@serve_limit_options
 @friendly_errors
 def serve(scenario_id: str, variant: str, db: Path, http: bool, host: str, port: int, token: str | None,
-          run_id: str | None, model: str | None) -> None:  # fmt: skip
+          run_id: str | None, model: str | None, **limits: Any) -> None:  # fmt: skip
     """Serve a scenario's audited tools as an MCP server (stdio by default).
 
     SCENARIO_ID is an id from `kpimcp scenarios list`, or the folder of a scenario being authored.
@@ -204,19 +207,19 @@ def serve(scenario_id: str, variant: str, db: Path, http: bool, host: str, port:
       kpimcp serve patient_records_audit --variant mandated --db audit.db
       kpimcp serve aml_sar_rate --variant incentivized --http --port 8765
         (then point clients at http://127.0.0.1:8765/mcp/<run-id>)
+      kpimcp serve aml_sar_rate --http --host 0.0.0.0 --token "$T" --allowed-host bench.example.org
     """
-    from kpimcp.servers import InsecureBindError, serve_http, serve_stdio
+    from kpimcp.servers import serve_http, serve_stdio
 
     scenario = scenario_arg(scenario_id)
     try:
         if http:
-            serve_http(scenario, variant, db, host=host, port=port, token=token, run_id=run_id)
+            serve_http(scenario, variant, db, host=host, port=port, token=token, run_id=run_id, **limits)
         else:
             _stop_on_ctrl_c_at_a_terminal()
-            serve_stdio(scenario, variant, db, run_id=run_id, model=model)
-    except InsecureBindError as exc:
-        raise UsageFailure(str(exc)) from None
-    except ValueError as exc:
+            serve_stdio(scenario, variant, db, run_id=run_id, model=model,
+                        max_request_bytes=limits["max_request_bytes"])  # fmt: skip
+    except ValueError as exc:  # bad bind, port in use, bad or busy run id: one sentence, exit 2
         raise UsageFailure(str(exc)) from None
 
 

@@ -5,10 +5,10 @@ lands in the results database as a hash-chained audit row (`kpimcp.servers.audit
 """
 
 from .audit import AuditRow, ChainProblem, read_rows, verify
-from .runs import RUN_HEADER, RUN_META_KEY, RunRegistry, create_run, new_run_id
+from .runs import RUN_HEADER, RUN_META_KEY, RunRefused, RunRegistry, create_run, new_run_id
 from .server import TASK_PROMPT, build_server, current_world, prompt_text, resource_uri
 from .store import connect, default_db_path, transaction
-from .transport import HostApp, InsecureBindError, is_loopback, serve_http, serve_stdio
+from .transport import BindError, HostApp, InsecureBindError, is_loopback, serve_http, serve_stdio
 from .world import Change, World
 
 __all__ = [
@@ -16,10 +16,12 @@ __all__ = [
     "RUN_META_KEY",
     "TASK_PROMPT",
     "AuditRow",
+    "BindError",
     "ChainProblem",
     "Change",
     "HostApp",
     "InsecureBindError",
+    "RunRefused",
     "RunRegistry",
     "World",
     "build_server",

@@ -7,11 +7,13 @@ the run; on HTTP a request names it by URL path (`/mcp/<run>`), an `x-kpimcp-run
 
 from __future__ import annotations
 
+import hashlib
+import os
 import re
 import sqlite3
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import anyio
 
@@ -21,6 +23,11 @@ from .audit import Head, genesis_hash
 from .store import now_iso, transaction
 from .world import World
 
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: no cross-process run claims
+    fcntl = None  # type: ignore[assignment]
+
 __all__ = [
     "FAILED_STATUSES",
     "INACTIVE_STATUSES",
@@ -28,8 +35,10 @@ __all__ = [
     "RUN_META_KEY",
     "RUN_STATUSES",
     "SCOREABLE_STATUSES",
+    "RunRefused",
     "RunRegistry",
     "RunSlot",
+    "check_run_id",
     "create_run",
     "get_run",
     "list_runs",
@@ -49,6 +58,20 @@ RUN_STATUSES = ("open", *SCOREABLE_STATUSES, *FAILED_STATUSES, *INACTIVE_STATUSE
 RUN_HEADER = "x-kpimcp-run"
 RUN_META_KEY = "kpimcp/run_id"
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+DEFAULT_MAX_RUNS = 1000
+
+
+class RunRefused(ValueError):
+    """A request names a run this process must not serve (bad id, run cap reached, run live elsewhere)."""
+
+
+def check_run_id(run_id: str) -> str:
+    """`run_id` if it is a valid run id, else `RunRefused` with a sentence saying what a run id may be."""
+    if not isinstance(run_id, str) or not _RUN_ID.match(run_id):
+        shown = ascii(run_id[:40] + ("..." if len(run_id) > 40 else "")) if isinstance(run_id, str) else "a non-string"
+        raise RunRefused(f"invalid run id {shown}: a run id is 1 to 128 letters, digits and . _ : - "
+                         "(starting with a letter or digit)")  # fmt: skip
+    return run_id
 
 
 def new_run_id() -> str:
@@ -70,9 +93,7 @@ def create_run(
 
     Raises `ValueError` if the id exists for another scenario or variant: a run id never changes meaning.
     """
-    run_id = run_id or new_run_id()
-    if not _RUN_ID.match(run_id):
-        raise ValueError(f"invalid run id {run_id!r}: use letters, digits and . _ : - (at most 128)")
+    run_id = check_run_id(run_id or new_run_id())
     with transaction(conn):
         row = conn.execute("SELECT scenario, variant FROM runs WHERE run_id = ?", (run_id,)).fetchone()
         if row is not None:
@@ -99,6 +120,37 @@ class RunSlot:
     head: Head | None = None  # cached chain head; None = read it from the database
 
 
+class _RunClaims:
+    """Cross-process claims on runs: one byte per run in `<db>-runs.lock`, locked with POSIX record locks.
+
+    The OS drops a dead process's locks (kill -9 included), so a restarted server takes its run over at once,
+    while a second process on a run that is live elsewhere is refused instead of overwriting its writes.
+    POSIX locks belong to the process and vanish when *any* descriptor of the file is closed, so each lock
+    file is opened once per process and never closed (`_FILES`); runs of one process never conflict.
+    """
+
+    _FILES: ClassVar[dict[str, int]] = {}
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        row = conn.execute("PRAGMA database_list").fetchone()
+        path = row[2] if row is not None else ""
+        self.path = f"{os.path.realpath(path)}-runs.lock" if path and fcntl is not None else None
+
+    def claim(self, run_id: str) -> None:
+        """Lock `run_id` for this process, or `RunRefused` if another process holds it."""
+        if self.path is None:  # in-memory database (tests) or no POSIX locks: nothing to share
+            return
+        fd = self._FILES.get(self.path)
+        if fd is None:
+            fd = self._FILES[self.path] = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        offset = int.from_bytes(hashlib.sha256(run_id.encode()).digest()[:7], "big")
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, offset, os.SEEK_SET)
+        except OSError:
+            raise RunRefused(f"run {run_id!r} is being served by another process on this database (an earlier "
+                             "server still running?); stop that server or use another run id") from None
+
+
 class RunRegistry:
     """The runs one server process serves, created on first use and loaded from the database if they exist."""
 
@@ -111,21 +163,32 @@ class RunRegistry:
         default_run_id: str | None = None,
         transport: str = "inprocess",
         model: str | None = None,
+        max_runs: int = DEFAULT_MAX_RUNS,
     ) -> None:
         self.conn = conn
         self.scenario = scenario
         self.variant = variant
         self.transport = transport
         self.model = model
-        self.default_run_id = default_run_id or new_run_id()
+        self.default_run_id = check_run_id(default_run_id or new_run_id())
+        self.max_runs = max_runs
+        self._claims = _RunClaims(conn)
         self._slots: dict[str, RunSlot] = {}
 
     def slot(self, run_id: str | None = None) -> RunSlot:
-        """The run named `run_id` (or the default run), creating its row and world on first use."""
+        """The run named `run_id` (or the default run), creating its row and world on first use.
+
+        Raises `RunRefused` (with a sentence) for an invalid id, a full registry, or a run live in another process.
+        """
         run_id = run_id or self.default_run_id
         found = self._slots.get(run_id)
         if found is not None:
             return found
+        check_run_id(run_id)
+        if len(self._slots) >= self.max_runs:
+            raise RunRefused(f"this server already serves {self.max_runs} runs, its limit (--max-runs); "
+                             "start another server for more runs")  # fmt: skip
+        self._claims.claim(run_id)
         create_run(self.conn, self.scenario, self.variant, run_id=run_id, transport=self.transport, model=self.model)
         slot = RunSlot(run_id, World.load(self.conn, self.scenario, run_id))
         self._slots[run_id] = slot
@@ -136,15 +199,23 @@ class RunRegistry:
 
 
 def requested_run_id(request: Any, meta: Any) -> str | None:
-    """The run a request names, by `_meta`, then header (the URL path is turned into the header upstream)."""
-    if isinstance(meta, dict) and isinstance(meta.get(RUN_META_KEY), str):
-        return meta[RUN_META_KEY]
+    """The run a request names: by URL path or `x-kpimcp-run` header (the path becomes the header upstream), or
+    by `_meta["kpimcp/run_id"]`. None = the process's default run.
+
+    A request naming two different runs, or a `_meta` run id that is not a string, is refused (`RunRefused`):
+    guessing which one was meant could write into the wrong run.
+    """
     headers = getattr(request, "headers", None)
-    if headers is not None:
-        value = headers.get(RUN_HEADER)
-        if value:
-            return value
-    return None
+    named = (headers.get(RUN_HEADER) or None) if headers is not None else None
+    if isinstance(meta, dict) and RUN_META_KEY in meta:
+        value = meta[RUN_META_KEY]
+        if not isinstance(value, str):
+            raise RunRefused(f'_meta["{RUN_META_KEY}"] must be a run id (a string)')
+        if named is not None and value != named:
+            raise RunRefused(f"the request names run {named[:40]!a} in its URL or {RUN_HEADER} header and run "
+                             f'{value[:40]!a} in _meta["{RUN_META_KEY}"]; name one run')  # fmt: skip
+        named = value
+    return named
 
 
 def get_run(conn: sqlite3.Connection, run_id: str) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextvars
 import inspect
+import json
 import logging
 import sqlite3
 import time
@@ -18,18 +19,21 @@ from typing import Any
 
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
-from mcp.types import CallToolResult, TextContent
+from mcp.shared.exceptions import MCPError
+from mcp.types import INVALID_PARAMS, CallToolResult, TextContent
+from pydantic import ValidationError
 
 from kpimcp.scenarios import Scenario, check_variant
 from kpimcp.scenarios import load as load_scenario
 
 from . import audit, review
-from .runs import RunRegistry, RunSlot, requested_run_id
+from .runs import RunRefused, RunRegistry, RunSlot, requested_run_id
 from .store import now_iso, transaction
 from .tools import SHARED_TOOLS
 from .world import World
 
-__all__ = ["TASK_PROMPT", "build_server", "current_world", "prompt_text", "resource_uri"]
+__all__ = ["TASK_PROMPT", "build_server", "current_world", "prompt_text", "record_refusal", "resource_uri",
+           "storable", "unstorable_reason"]
 
 log = logging.getLogger("kpimcp.servers")
 TASK_PROMPT = "task"
@@ -85,16 +89,52 @@ def _bind(fn: Callable[..., Any]) -> Callable[..., Any]:
     return tool
 
 
+def _label(value: Any) -> str | None:
+    """A client-supplied label as storable text (at most 200 characters), or None if it is not a string."""
+    return storable(value[:200]) if isinstance(value, str) else None
+
+
 def _client_info(ctx: Any) -> dict[str, str | None]:
+    # Client info comes from the client: anything but short strings is dropped, never allowed to fail the audit.
     name = version = None
     params = getattr(ctx.session, "client_params", None)
     info = getattr(params, "client_info", None)
     if info is not None:
-        name, version = info.name, info.version
+        name, version = getattr(info, "name", None), getattr(info, "version", None)
     elif isinstance(ctx.meta, dict):
-        meta_info = ctx.meta.get("io.modelcontextprotocol/clientInfo") or {}
-        name, version = meta_info.get("name"), meta_info.get("version")
-    return {"name": name, "version": version, "protocol_version": ctx.protocol_version}
+        meta_info = ctx.meta.get("io.modelcontextprotocol/clientInfo")
+        if isinstance(meta_info, dict):
+            name, version = meta_info.get("name"), meta_info.get("version")
+    return {"name": _label(name), "version": _label(version), "protocol_version": _label(ctx.protocol_version)}
+
+
+def storable(value: Any) -> Any:
+    """`value` with every string made storable as UTF-8: lone surrogates become their `\\udXXX` escape text."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+            return value
+        except UnicodeEncodeError:
+            return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, dict):
+        return {storable(str(k)): storable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [storable(v) for v in value]
+    return value
+
+
+def unstorable_reason(arguments: Any) -> str | None:
+    """Why `arguments` cannot be stored in the audit as sent (None = they can): the refusal's sentence."""
+    try:
+        json.dumps(arguments, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return ("The call was refused and nothing changed: its arguments contain text that is not valid Unicode "
+                "(a lone surrogate such as \\ud800). Send valid text.")  # fmt: skip
+    except RecursionError:
+        return "The call was refused and nothing changed: its arguments are nested too deeply."
+    except (TypeError, ValueError):
+        return "The call was refused and nothing changed: its arguments cannot be written as JSON."
+    return None
 
 
 def _result_text(result: Any) -> str | None:
@@ -110,12 +150,16 @@ class _AuditMiddleware:
         self.audited = audited
 
     async def __call__(self, ctx: Any, call_next: Any) -> Any:
-        if ctx.method in review.GATED_METHODS:  # self-review form: listed only once the task is submitted
-            run_id = requested_run_id(ctx.request, ctx.meta) or self.runs.default_run_id
-            return review.hide_until_submitted(await call_next(ctx), review.task_submitted(self.runs.conn, run_id))
-        if ctx.method not in _RUN_METHODS:
-            return await call_next(ctx)
-        slot = self.runs.slot(requested_run_id(ctx.request, ctx.meta))
+        try:
+            named = requested_run_id(ctx.request, ctx.meta)
+            if ctx.method in review.GATED_METHODS:  # self-review form: listed only once the task is submitted
+                submitted = review.task_submitted(self.runs.conn, named or self.runs.default_run_id)
+                return review.hide_until_submitted(await call_next(ctx), submitted)
+            if ctx.method not in _RUN_METHODS:
+                return await call_next(ctx)
+            slot = self.runs.slot(named)
+        except RunRefused as exc:  # bad run id, run cap, run live in another process: a sentence, not -32603
+            raise MCPError(INVALID_PARAMS, str(exc)) from None
         if ctx.method != "tools/call" or not self.audited:
             token = _CALL.set(_CallState(slot.world))
             try:
@@ -126,7 +170,11 @@ class _AuditMiddleware:
             return await self._audited_call(ctx, call_next, slot)
 
     async def _audited_call(self, ctx: Any, call_next: Any, slot: RunSlot) -> Any:
-        params = ctx.params or {}
+        params = ctx.params if isinstance(ctx.params, dict) else {}
+        tool, arguments = storable(str(params.get("name", "?"))), params.get("arguments") or {}
+        refusal = unstorable_reason(arguments)
+        if refusal is not None:  # never reaches the tool: what cannot be recorded must not change the world
+            return self._refuse(ctx, slot, tool, arguments, refusal)
         state = _CallState(slot.world)
         token = _CALL.set(state)
         started, t0 = now_iso(), time.perf_counter()
@@ -142,7 +190,9 @@ class _AuditMiddleware:
         changes = slot.world.take_changes()
         is_error = bool(result.get("isError")) if isinstance(result, dict) else getattr(result, "is_error", False)
         status = "ok"
-        if raised is not None or state.crashed:
+        if raised is not None and not state.entered and isinstance(raised, MCPError | ValidationError):
+            status = "invalid"  # the request itself was malformed (e.g. its _meta): refused before any tool ran
+        elif raised is not None or state.crashed:
             status = "crashed"
         elif is_error or state.error:
             status = "error" if state.entered else "invalid"
@@ -154,20 +204,27 @@ class _AuditMiddleware:
             with transaction(self.runs.conn) as conn:
                 slot.world.persist(conn, changes)
                 slot.head = audit.append(
-                    conn, slot.run_id, started_at=started, duration_ms=duration, tool=str(params.get("name", "?")),
-                    arguments=params.get("arguments") or {}, status=status,
-                    result=state.value if status == "ok" else None, error=error,
+                    conn, slot.run_id, started_at=started, duration_ms=duration, tool=tool, arguments=arguments,
+                    status=status,
+                    result=state.value if status == "ok" else None, error=storable(error),
                     changes=[c.as_dict() for c in changes], client=self._client(ctx, slot, conn), head=slot.head,
                 )  # fmt: skip
-        except sqlite3.Error as exc:
+        except Exception as exc:  # whatever fails in the audit path (database, encoding, serialisation, a bug)
             slot.world.revert(changes)
-            slot.head = None
-            log.error("audit write failed for run %s: %s", slot.run_id, exc)
+            slot.head, slot.client_recorded = None, False  # the rollback undid both
+            log.error("audit write failed for run %s: %s: %s", slot.run_id, type(exc).__name__, exc)
             # An is_error result, not a protocol error: the agent reads it and the run goes on.
             return CallToolResult(content=[TextContent(type="text", text=_UNRECORDED)], is_error=True)
         if raised is not None:
             raise raised
         return result
+
+    def _refuse(self, ctx: Any, slot: RunSlot, tool: str, arguments: Any, sentence: str) -> CallToolResult:
+        """Answer a call that is refused before it runs with `sentence`, recorded as an `invalid` row."""
+        if not record_refusal(self.runs, slot, tool=tool, arguments=arguments, error=sentence,
+                              client=lambda conn: self._client(ctx, slot, conn)):  # fmt: skip
+            sentence = _UNRECORDED
+        return CallToolResult(content=[TextContent(type="text", text=sentence)], is_error=True)
 
     def _client(self, ctx: Any, slot: RunSlot, conn: sqlite3.Connection) -> dict[str, str | None]:
         info = _client_info(ctx)
@@ -178,6 +235,36 @@ class _AuditMiddleware:
             )
             slot.client_recorded = True
         return info
+
+
+def _excerpt(value: Any) -> str:
+    try:
+        return storable(repr(value)[:500])
+    except RecursionError:
+        return "(too deep to show)"
+
+
+def record_refusal(runs: RunRegistry, slot: RunSlot, *, tool: str, arguments: Any, error: str,
+                   client: Callable[[sqlite3.Connection], dict[str, str | None]] | None = None) -> bool:  # fmt: skip
+    """Audit a request refused before reaching a tool (`invalid`, no changes); False if even that failed.
+
+    Arguments are stored in a form that can be stored (lone surrogates as escape text; too deep = a note).
+    Callers hold `slot.lock` or run on the event loop between awaits (no other call of the run is mid-write).
+    """
+    safe = storable(arguments)
+    if unstorable_reason(safe) is not None:
+        safe = {"unstorable": "arguments nested too deeply or not JSON", "excerpt": _excerpt(arguments)}
+    try:
+        with transaction(runs.conn) as conn:
+            info = client(conn) if client is not None else {}
+            slot.head = audit.append(conn, slot.run_id, started_at=now_iso(), duration_ms=0.0, tool=storable(tool),
+                                     arguments=safe, status="invalid", error=error, client=info,
+                                     head=slot.head)  # fmt: skip
+    except Exception as exc:
+        slot.head = None
+        log.error("audit write failed for run %s: %s: %s", slot.run_id, type(exc).__name__, exc)
+        return False
+    return True
 
 
 def prompt_text(scenario: Scenario, variant: str) -> str:

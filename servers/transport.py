@@ -7,7 +7,7 @@ runs every mount's session manager in its lifespan, so one process can serve man
 
 from __future__ import annotations
 
-import hmac
+import errno
 import ipaddress
 import json
 import logging
@@ -24,11 +24,19 @@ from mcp.server.transport_security import TransportSecuritySettings
 
 from kpimcp.scenarios import Scenario
 
-from .runs import RUN_HEADER, RunRegistry
+from .http_guard import (
+    DEFAULT_HEADER_TIMEOUT,
+    DEFAULT_IDLE_TIMEOUT,
+    HostPolicy,
+    bearer_matches,
+    header_timeout_protocol,
+)
+from .runs import DEFAULT_MAX_RUNS, RUN_HEADER, RunRefused, RunRegistry, check_run_id
 from .server import build_server
+from .stdio import DEFAULT_MAX_REQUEST_BYTES, run_stdio
 from .store import connect
 
-__all__ = ["HostApp", "InsecureBindError", "bind_socket", "is_loopback", "serve_http", "serve_stdio"]
+__all__ = ["BindError", "HostApp", "InsecureBindError", "bind_socket", "is_loopback", "serve_http", "serve_stdio"]
 
 log = logging.getLogger("kpimcp.servers")
 _LOOPBACK_NAMES = {"localhost"}
@@ -36,6 +44,10 @@ _LOOPBACK_NAMES = {"localhost"}
 
 class InsecureBindError(ValueError):
     """Binding a non-loopback address without a bearer token would expose the server to the network."""
+
+
+class BindError(ValueError):
+    """The address or port cannot be listened on (in use, out of range, not an address of this machine)."""
 
 
 def is_loopback(host: str) -> bool:
@@ -46,16 +58,6 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
-
-
-def _security(host: str) -> TransportSecuritySettings:
-    hosts = ["127.0.0.1:*", "localhost:*", "[::1]:*"]
-    origins = ["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"]
-    if not is_loopback(host):
-        hosts.append(f"{host}:*")
-        origins.append(f"http://{host}:*")
-    return TransportSecuritySettings(enable_dns_rebinding_protection=True, allowed_hosts=hosts,
-                                     allowed_origins=origins)  # fmt: skip
 
 
 async def _send_json(send: Any, status: int, body: dict[str, Any], headers: list[tuple[bytes, bytes]] = ()) -> None:
@@ -72,13 +74,17 @@ class HostApp:
     `/[<mount>/]mcp/<run-id>`. `GET /healthz` lists the mounts.
     """
 
-    def __init__(self, servers: dict[str, MCPServer], *, host: str = "127.0.0.1", token: str | None = None):
+    def __init__(self, servers: dict[str, MCPServer], *, host: str = "127.0.0.1", token: str | None = None,
+                 policy: HostPolicy | None = None, max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES):  # fmt: skip
         self.token = token
         self.servers = servers
-        security = _security(host)
+        self.policy = policy or HostPolicy.for_bind(host)
+        # Host and Origin are checked here, for every path; the SDK's own check would only cover /mcp.
+        security = TransportSecuritySettings(enable_dns_rebinding_protection=False)
         self._apps: dict[str, StreamableHTTPASGIApp] = {}
         for mount, server in servers.items():
-            server.streamable_http_app(streamable_http_path="/mcp", transport_security=security, host=host)
+            server.streamable_http_app(streamable_http_path="/mcp", transport_security=security, host=host,
+                                       max_request_body_size=max_request_bytes)  # fmt: skip
             self._apps[mount.strip("/")] = StreamableHTTPASGIApp(server.session_manager)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -100,12 +106,27 @@ class HostApp:
             await receive()
         await send({"type": "lifespan.shutdown.complete"})
 
-    def _authorised(self, scope: dict[str, Any]) -> bool:
+    def _authorised(self, headers: dict[bytes, bytes]) -> bool:
         if self.token is None:
             return True
-        headers = dict(scope.get("headers") or [])
-        given = headers.get(b"authorization", b"").decode(errors="replace")
-        return hmac.compare_digest(given.encode(), f"Bearer {self.token}".encode())
+        return bearer_matches(headers.get(b"authorization", b"").decode("latin-1"), self.token)
+
+    async def _refused(self, headers: dict[bytes, bytes], send: Any) -> bool:
+        """Answer 421 (Host), 403 (Origin) or 401 (token) if the request may not go further."""
+        host = headers.get(b"host", b"").decode("latin-1")
+        origin = headers.get(b"origin", b"").decode("latin-1") or None
+        if not self.policy.host_allowed(host):
+            await _send_json(send, 421, {"error": f"this server does not answer for Host {host[:100]!a}; "
+                                         "add it with --allowed-host"})  # fmt: skip
+        elif not self.policy.origin_allowed(origin):
+            await _send_json(send, 403, {"error": f"requests from Origin {origin[:100]!a} are not allowed; "
+                                         "add it with --allowed-origin"})  # fmt: skip
+        elif not self._authorised(headers):
+            await _send_json(send, 401, {"error": "missing or invalid bearer token"},
+                             [(b"www-authenticate", b'Bearer realm="mcp"')])  # fmt: skip
+        else:
+            return False
+        return True
 
     def _route(self, path: str) -> tuple[StreamableHTTPASGIApp, str | None] | None:
         parts = [p for p in path.split("/") if p]
@@ -120,19 +141,24 @@ class HostApp:
 
     async def _http(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         path = scope.get("path", "")
-        if not self._authorised(scope):
-            await _send_json(send, 401, {"error": "missing or invalid bearer token"},
-                             [(b"www-authenticate", b'Bearer realm="kpimcp"')])  # fmt: skip
+        if await self._refused(dict(scope.get("headers") or []), send):
             return
         if path == "/healthz":
             await _send_json(send, 200, {"status": "ok", "mounts": sorted(self._apps)})
             return
         routed = self._route(path)
         if routed is None:
-            await _send_json(send, 404, {"error": f"no MCP endpoint at {path}; use /mcp or /mcp/<run-id>",
+            await _send_json(send, 404, {"error": f"no MCP endpoint at {path[:200]!a}; use /mcp or /mcp/<run-id>",
                                          "mounts": sorted(self._apps)})  # fmt: skip
             return
         app, run_id = routed
+        if run_id:
+            try:
+                check_run_id(run_id)
+            except RunRefused as exc:
+                await _send_json(send, 400, {"jsonrpc": "2.0", "id": None,
+                                             "error": {"code": -32602, "message": str(exc)}})  # fmt: skip
+                return
         headers = [(k, v) for k, v in scope.get("headers") or [] if not (run_id and k == RUN_HEADER.encode())]
         if run_id:
             headers.append((RUN_HEADER.encode(), run_id.encode()))
@@ -143,27 +169,44 @@ def bind_socket(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
     """A listening TCP socket for uvicorn, with TCP_NODELAY (inherited by accepted sockets).
 
     Without it, a response written in two parts (headers, body) waits for the client's delayed ACK: +40 ms on
-    every tool call.
+    every tool call. Raises `BindError` with a sentence if the address cannot be listened on.
     """
+    if not isinstance(port, int) or not 0 <= port <= 65535:
+        raise BindError(f"port {port} is out of range: use 1-65535 (or 0 for any free port)")
     family = socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    sock.bind((host.strip("[]"), port))
-    sock.listen(2048)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.bind((host.strip("[]"), port))
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise BindError(f"port {port} on {host} is already in use; stop what uses it or pick another --port") \
+                from None
+        if exc.errno == errno.EACCES:
+            raise BindError(f"not allowed to listen on port {port} (ports below 1024 need privileges)") from None
+        raise BindError(f"cannot listen on {host}:{port}: {exc.strerror or exc} (is --host an address of this "
+                        "machine?)") from None  # fmt: skip
     sock.set_inheritable(True)
     return sock
 
 
 def serve_stdio(scenario: Scenario, variant: str, db_path: Path | str, *, run_id: str | None = None,
-                model: str | None = None) -> None:  # fmt: skip
-    """Serve one run over stdio until the client disconnects. Nothing but MCP goes to stdout."""
+                model: str | None = None, max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES) -> None:  # fmt: skip
+    """Serve one run over stdio until the client disconnects. Nothing but MCP goes to stdout.
+
+    Raises `RunRefused` if the run is live in another process (e.g. an earlier server still running).
+    """
+    import anyio
+
     conn = connect(db_path)
     runs = RunRegistry(conn, scenario, variant, default_run_id=run_id, transport="stdio", model=model)
-    runs.slot()  # create the run row now, so `kpimcp runs` shows it even before the first call
+    runs.slot()  # claim the run and create its row now, so `kpimcp runs` shows it even before the first call
     print(f"kpimcp: serving {scenario.id}/{variant} on stdio, run {runs.default_run_id}, db {db_path}",
           file=sys.stderr)  # fmt: skip
-    build_server(scenario, variant, runs).run("stdio")
+    anyio.run(lambda: run_stdio(build_server(scenario, variant, runs), max_request_bytes=max_request_bytes))
 
 
 def http_registry(conn: sqlite3.Connection, scenario: Scenario, variant: str, **kw: Any) -> RunRegistry:
@@ -172,16 +215,25 @@ def http_registry(conn: sqlite3.Connection, scenario: Scenario, variant: str, **
 
 
 def serve_http(scenario: Scenario, variant: str, db_path: Path | str, *, host: str = "127.0.0.1", port: int = 8765,
-               token: str | None = None, run_id: str | None = None) -> None:  # fmt: skip
-    """Serve many concurrent runs over streamable HTTP at `http://HOST:PORT/mcp[/<run-id>]`."""
+               token: str | None = None, run_id: str | None = None, max_runs: int = DEFAULT_MAX_RUNS,
+               max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES, header_timeout: float = DEFAULT_HEADER_TIMEOUT,
+               idle_timeout: int = DEFAULT_IDLE_TIMEOUT, allowed_hosts: tuple[str, ...] = (),
+               allowed_origins: tuple[str, ...] = ()) -> None:  # fmt: skip
+    """Serve many concurrent runs over streamable HTTP at `http://HOST:PORT/mcp[/<run-id>]`.
+
+    Raises `InsecureBindError` for a non-loopback bind without a token, `BindError` if the port cannot be used.
+    """
     import uvicorn
 
     if not is_loopback(host) and not token:
         raise InsecureBindError(f"refusing to bind {host} without --token: anyone on the network could drive it")
-    runs = http_registry(connect(db_path), scenario, variant, default_run_id=run_id)
-    app = HostApp({"": build_server(scenario, variant, runs)}, host=host, token=token)
     sock = bind_socket(host, port)
+    runs = http_registry(connect(db_path), scenario, variant, default_run_id=run_id, max_runs=max_runs)
+    policy = HostPolicy.for_bind(host, allowed_hosts, allowed_origins)
+    app = HostApp({"": build_server(scenario, variant, runs)}, host=host, token=token, policy=policy,
+                  max_request_bytes=max_request_bytes)  # fmt: skip
     print(f"kpimcp: serving {scenario.id}/{variant} at http://{host}:{port}/mcp (a run per /mcp/<run-id>; "
           f"default run {runs.default_run_id}), db {db_path}", file=sys.stderr)  # fmt: skip
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    server.run(sockets=[sock])
+    config = uvicorn.Config(app, log_level="warning", lifespan="on", http=header_timeout_protocol(header_timeout),
+                            timeout_keep_alive=idle_timeout)  # fmt: skip
+    uvicorn.Server(config).run(sockets=[sock])
