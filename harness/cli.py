@@ -338,30 +338,7 @@ def bench(models: tuple[str, ...], config_path: Path | None, base_url: str | Non
         sys.exit(code)
 
 
-# ---- runs and audit ------------------------------------------------------------------------------------------
-@main.command()
-@db_option
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON array, one object per run.")
-@friendly_errors
-def runs(db: Path, as_json: bool) -> None:
-    """List the runs in a results database.
-
-    Example: kpimcp runs --db kpimcp.db --json
-    """
-    from kpimcp.harness.store import list_bench_runs
-
-    rows = list_bench_runs(existing_db(db))
-    if as_json:
-        emit_json(rows)
-        return
-    if not rows:
-        click.echo("no runs yet")
-    for r in rows:
-        old = "  (superseded)" if r.get("superseded_by") else ""
-        click.echo(f"{r['run_id']}  {r['scenario']}/{r['variant']}  {r['status']:<14} {r['calls']:>4} calls  "
-                   f"{r.get('model') or r.get('client_name') or '-'}{old}")  # fmt: skip
-
-
+# ---- runs and audit (runs, benches, datasette-metadata: harness/cli_runs.py) ---------------------------------
 @main.group()
 def audit() -> None:
     """Read and verify the audit trail."""
@@ -423,7 +400,8 @@ def audit_verify(db: Path, run_id: str | None) -> None:
 
 # ---- judging and reports (judge/) ---------------------------------------------------------------------------
 def _run_filters(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """--scenario / --variant / --model, repeatable, selecting runs as the bench does."""
+    """--scenario / --variant / --model, repeatable, selecting runs as the bench does; --bench, one campaign."""
+    fn = click.option("--bench", help="Only one campaign's runs (an id from `kpimcp benches`, or `latest`).")(fn)
     fn = click.option("--model", "-m", "models", multiple=True, help="Only runs of this model spec (repeatable).")(fn)
     fn = click.option("--variant", "variants", multiple=True, type=click.Choice(VARIANTS),
                       help="Only runs of this variant (repeatable).")(fn)  # fmt: skip
@@ -431,8 +409,12 @@ def _run_filters(fn: Callable[..., Any]) -> Callable[..., Any]:
                         help="Only runs of this scenario (repeatable).")(fn)  # fmt: skip
 
 
-def _filters(scenario_ids: tuple[str, ...], variants: tuple[str, ...], models: tuple[str, ...]) -> dict[str, Any]:
-    return {"scenario": list(scenario_ids) or None, "variant": list(variants) or None, "model": list(models) or None}
+def _filters(conn: Any, scenario_ids: tuple[str, ...], variants: tuple[str, ...], models: tuple[str, ...],
+             bench: str | None) -> dict[str, Any]:  # fmt: skip
+    from kpimcp.harness.store import resolve_bench
+
+    return {"scenario": list(scenario_ids) or None, "variant": list(variants) or None, "model": list(models) or None,
+            "bench": resolve_bench(conn, bench)}  # fmt: skip
 
 
 @main.command()
@@ -458,12 +440,18 @@ def _filters(scenario_ids: tuple[str, ...], variants: tuple[str, ...], models: t
               help="Trajectory budget per judge prompt (every tool call is always kept).")
 @click.option("--concurrency", default=4, show_default=True, type=click.IntRange(1, 64),
               help="LLM requests in flight at once.")
+@click.option("--request-timeout", default=120.0, show_default=True, type=click.FloatRange(min=1),
+              help="Seconds per judge request (a local model may read a long transcript for minutes).")
+@click.option("--max-judge-errors", default=50.0, show_default=True, type=click.FloatRange(0, 100),
+              help="Exit 1 naming a judge when more than this % of its requests in this pass failed (or all did).")
+@click.option("--no-preflight", is_flag=True, help="Skip the one-request check of each judge endpoint.")
 @click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON.")
 @friendly_errors
 def judge(db: Path, scenario_ids: tuple[str, ...], variants: tuple[str, ...], models: tuple[str, ...],
-          judge_models: tuple[str, ...], base_url: str | None, api_key_env: str | None, self_check: bool,
-          self_base_url: str | None, exclusion: str, families: tuple[str, ...], with_rule_evidence: bool,
-          retry_errors: bool, rejudge: bool, attempts: int, max_chars: int, concurrency: int,
+          bench: str | None, judge_models: tuple[str, ...], base_url: str | None, api_key_env: str | None,
+          self_check: bool, self_base_url: str | None, exclusion: str, families: tuple[str, ...],
+          with_rule_evidence: bool, retry_errors: bool, rejudge: bool, attempts: int, max_chars: int,
+          concurrency: int, request_timeout: float, max_judge_errors: float, no_preflight: bool,
           as_json: bool) -> None:  # fmt: skip
     """Score runs: the rule judge always; an LLM judge panel and self-assessment on request.
 
@@ -475,29 +463,41 @@ def judge(db: Path, scenario_ids: tuple[str, ...], variants: tuple[str, ...], mo
       kpimcp judge --judge-model openai:gpt-5 --judge-model openrouter:x-ai/grok-4 --self
       kpimcp judge --judge-model openai-compatible:qwen3 --base-url http://localhost:8000/v1 -s aml_sar_rate
     """
+    from kpimcp.harness.cli_bench import interrupted
+    from kpimcp.harness.cli_judging import JudgeProgress
     from kpimcp.judge.commands import judge_all, parse_families
     from kpimcp.judge.llm import AskOptions
 
     conn = existing_db(db)
+    progress = JudgeProgress()
+    options = AskOptions(attempts=attempts, max_chars=max_chars, request_timeout=request_timeout)
     try:
         summary = judge_all(
-            conn, filters=_filters(scenario_ids, variants, models), judge_models=judge_models, base_url=base_url,
-            api_key_env=api_key_env, self_check=self_check, self_base_url=self_base_url, rejudge=rejudge,
-            retry_errors=retry_errors, with_rule_evidence=with_rule_evidence, exclusion=exclusion,
-            families=parse_families(families), options=AskOptions(attempts=attempts, max_chars=max_chars),
-            concurrency=concurrency)  # fmt: skip
+            conn, filters=_filters(conn, scenario_ids, variants, models, bench), judge_models=judge_models,
+            base_url=base_url, api_key_env=api_key_env, self_check=self_check, self_base_url=self_base_url,
+            rejudge=rejudge, retry_errors=retry_errors, with_rule_evidence=with_rule_evidence, exclusion=exclusion,
+            families=parse_families(families), options=options, concurrency=concurrency,
+            on_jobs=progress.stage, on_verdict=progress.verdict, max_error_share=max_judge_errors / 100,
+            preflight=not no_preflight)  # fmt: skip
     except ValueError as exc:
         raise UsageFailure(str(exc)) from None
+    except KeyboardInterrupt:
+        sys.exit(interrupted("every verdict received so far is stored; re-running asks only for the rest"))
+    finally:
+        progress.close()
     if as_json:
         emit_json(summary)
-        return
-    click.echo(f"rule judge: {summary['rule']['judged']} run(s) judged; product self-reviews: "
-               f"{summary['product_reviews']}")  # fmt: skip
-    for stage in ("panel", "self"):
-        if stage in summary:
-            c = summary[stage]
-            click.echo(f"{stage}: {c['scored']} scored, {c['errors']} judge_error, {c['cached']} cached, "
-                       f"{c['excluded']} self-excluded, {c['skipped']} skipped")  # fmt: skip
+    else:
+        click.echo(f"rule judge: {summary['rule']['judged']} run(s) judged; product self-reviews: "
+                   f"{summary['product_reviews']}")  # fmt: skip
+        for stage in ("panel", "self"):
+            if stage in summary:
+                c = summary[stage]
+                click.echo(f"{stage}: {c['scored']} scored, {c['errors']} judge_error, {c['cached']} cached, "
+                           f"{c['excluded']} self-excluded, {c['skipped']} skipped")  # fmt: skip
+    if summary["failing"]:
+        raise click.ClickException("; ".join(summary["failing"]) + " (its verdicts are judge_error, not scores; "
+                                   "fix the judge, then `kpimcp judge --retry-errors`)")  # fmt: skip
 
 
 @main.command()
@@ -510,31 +510,47 @@ def judge(db: Path, scenario_ids: tuple[str, ...], variants: tuple[str, ...], mo
 @click.option("--seed", default=0, show_default=True, type=int, help="Bootstrap seed.")
 @click.option("--run-pages", type=click.Choice(["auto", "embed", "files", "none"]), default="auto",
               show_default=True, help="Run pages inside report.html, as runs/*.html files, or none.")
+@click.option("--fail-if-mr-above", "fail_above", type=click.FloatRange(0, 100), metavar="PCT",
+              help="Exit 1 when a model's misalignment rate (mandated + incentivized) is above PCT percent (CI).")
+@click.option("--per-variant", is_flag=True, help="With --fail-if-mr-above: check each variant's MR instead.")
 @friendly_errors
-def report(db: Path, scenario_ids: tuple[str, ...], variants: tuple[str, ...], models: tuple[str, ...], out: Path,
-           B: int, seed: int, run_pages: str) -> None:  # fmt: skip
+def report(db: Path, scenario_ids: tuple[str, ...], variants: tuple[str, ...], models: tuple[str, ...],
+           bench: str | None, out: Path, B: int, seed: int, run_pages: str, fail_above: float | None,
+           per_variant: bool) -> None:  # fmt: skip
     """Write report.md, report.json, CSVs and a self-contained report.html from judged runs.
 
     Runs without a current rule verdict are rule-judged first, and product self-reviews collected.
+    With --fail-if-mr-above PCT it exits 1, naming each model (or model and variant) above the threshold.
 
     \b
-    Example:
+    Examples:
       kpimcp report --db kpimcp.db --out report/   (then open report/report.html)
+      kpimcp report --bench latest --fail-if-mr-above 10 --per-variant     (a CI gate)
     """
     from kpimcp.judge import judge_pending
-    from kpimcp.judge.report import pct, write_report
+    from kpimcp.judge.report import mr_gate, pct, write_report
     from kpimcp.judge.selfcheck import ingest_product_reviews
 
     conn = existing_db(db)
-    filters = _filters(scenario_ids, variants, models)
+    filters = _filters(conn, scenario_ids, variants, models, bench)
     judge_pending(conn, **filters)
     ingest_product_reviews(conn)
     rep = write_report(conn, out, run_pages=run_pages, B=B, seed=seed, **filters)
+    width = max((len(s["model"]) for s in rep["summary"]), default=5)
     for s in rep["summary"]:
-        click.echo(f"{s['model']:<32} MR {pct(s.get('mr')):>5}  ({s.get('n_scored', 0)} scored, "
+        click.echo(f"{s['model']:<{width}}  MR {pct(s.get('mr')):>5}  ({s.get('n_scored', 0)} scored, "
                    f"by {s.get('source') or '-'})")  # fmt: skip
     click.echo(f"wrote {out / 'report.md'}, {out / 'report.json'}, CSVs and {out / 'report.html'}")
+    if fail_above is not None:
+        above = mr_gate(rep, fail_above, per_variant=per_variant)
+        if above:
+            raise click.ClickException(f"misalignment rate above {fail_above:g}%: " + "; ".join(above))
+        click.echo(f"ok: no misalignment rate above {fail_above:g}%")
 
+
+from kpimcp.harness.cli_runs import register as _register_runs  # noqa: E402 - needs the helpers above
+
+_register_runs(main)
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

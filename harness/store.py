@@ -34,9 +34,11 @@ __all__ = [
     "finish_bench",
     "finish_run",
     "list_bench_runs",
+    "list_benches",
     "load_model_calls",
     "load_trajectory",
     "mark_interrupted",
+    "resolve_bench",
     "start_bench",
     "start_run_attempt",
 ]
@@ -266,6 +268,41 @@ def load_model_calls(conn: sqlite3.Connection, run_id: str) -> list[dict[str, An
     """A run's model requests in order, with timings, attempts and token counts."""
     rows = conn.execute("SELECT * FROM model_calls WHERE run_id = ? ORDER BY idx", (run_id,)).fetchall()
     return [dict(r) for r in rows]
+
+
+def resolve_bench(conn: sqlite3.Connection, bench: str | None) -> str | None:
+    """A `--bench` value as a bench id (`latest` = the most recent); `LookupError` naming it if unknown."""
+    if not bench:
+        return None
+    ensure_schema(conn)
+    if bench == "latest":
+        row = conn.execute("SELECT bench_id FROM benches ORDER BY created_at DESC LIMIT 1").fetchone()
+    else:
+        row = conn.execute("SELECT bench_id FROM benches WHERE bench_id = ?", (bench,)).fetchone()
+    if row is None:
+        raise LookupError(f"no bench {bench!r} in this database; `kpimcp benches` lists them")
+    return str(row[0])
+
+
+def list_benches(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+    """Every bench invocation, oldest first: id, times, models, scenarios, variants, planned cells and the
+    statuses of the current runs of those cells (a resumed campaign's cells count once, with their latest run)."""
+    ensure_schema(conn)
+    out = []
+    for b in conn.execute("SELECT * FROM benches ORDER BY created_at").fetchall():
+        config = json.loads(b["config"] or "{}")
+        manifest = json.loads(b["manifest"] or "{}")
+        statuses = dict(conn.execute(
+            "SELECT r.status, COUNT(*) FROM runs r WHERE r.superseded_by IS NULL AND (r.cell IN (SELECT c.value FROM"
+            " json_each(?, '$.cells') c) OR r.bench_id = ?) GROUP BY r.status",
+            (b["manifest"] or "{}", b["bench_id"])).fetchall())  # fmt: skip
+        models = [m["spec"] for m in config.get("models") or []] or ["reference:compliant", "reference:violating"]
+        out.append({"bench_id": b["bench_id"], "created_at": b["created_at"], "finished_at": b["finished_at"],
+                    "models": models, "scenarios": sorted(str(sc.get("id")) for sc in manifest.get("scenarios") or []),
+                    "variants": config.get("variants") or [], "repeats": config.get("repeats"),
+                    "cells": len(manifest.get("cells") or []), "statuses": statuses,
+                    "summary": json.loads(b["summary"]) if b["summary"] else None})  # fmt: skip
+    return out
 
 
 def list_bench_runs(conn: sqlite3.Connection, *, bench_id: str | None = None,

@@ -45,11 +45,17 @@ def judge_all(
     concurrency: int = 4,
     clients: Mapping[str, Any] | None = None,
     on_verdict: Callable[[StoredVerdict], None] | None = None,
+    on_jobs: Callable[[str, int], None] | None = None,
+    max_error_share: float = 0.5,
+    preflight: bool = True,
 ) -> dict[str, Any]:
     """Run every requested judge over the filtered runs; returns counts per stage.
 
-    Raises `kpimcp.harness.models.ModelSpecError` (a `ValueError`) for an unusable judge spec or missing key,
-    before any request is sent.
+    `summary["failing"]` names, in a sentence each, the judges whose new verdicts in this pass all failed or
+    more than `max_error_share` of them (the CLI exits 1 on it). `on_jobs(stage, n)` announces each stage's
+    request count. Raises `kpimcp.harness.models.ModelSpecError` (a `ValueError`) for an unusable judge spec or
+    missing key, and `PreflightError` (a `ValueError`) for an endpoint that cannot answer, before any run is
+    judged.
     """
     import anyio
 
@@ -67,21 +73,38 @@ def judge_all(
     options = options or AskOptions()
     if with_rule_evidence and "+rules" not in options.prompt_version:
         options.prompt_version = f"{options.prompt_version or PROMPT_VERSION}+rules"
+    if specs and preflight and not clients:
+        _preflight(specs, options.request_timeout)
     summary: dict[str, Any] = {"rule": {"judged": judge_pending(conn, force=rejudge, **filters)},
                                "product_reviews": ingest_product_reviews(conn)}  # fmt: skip
+    failing: list[str] = []
     if specs:
         panel = anyio.run(lambda: run_panel(
             conn, specs, options=options, exclusion=exclusion, families=families, retry_errors=retry_errors,
             with_rule_evidence=with_rule_evidence, concurrency=concurrency, clients=clients,
-            on_verdict=on_verdict, **filters))  # fmt: skip
+            on_verdict=on_verdict, on_jobs=on_jobs and (lambda n: on_jobs("panel", n)), **filters))  # fmt: skip
         summary["panel"] = panel.as_dict()
+        failing += panel.failing_judges(max_error_share)
     if self_check:
         # The self-assessment always uses the plain rubric prompt: the model sees what the panel saw, nothing more.
         self_options = AskOptions(**{**options.__dict__, "prompt_version": PROMPT_VERSION})
         res = anyio.run(lambda: self_assess(
             conn, options=self_options, base_url=self_base_url or base_url, api_key_env=self_api_key_env,
             retry_errors=retry_errors, concurrency=concurrency, clients=clients, on_verdict=on_verdict,
-            **filters))  # fmt: skip
+            on_jobs=on_jobs and (lambda n: on_jobs("self", n)), **filters))  # fmt: skip
         summary["self"] = res.as_dict()
+        failing += [f"self-assessment: {f}" for f in res.failing_judges(max_error_share)]
     summary["prompt_version"] = options.prompt_version
+    summary["failing"] = failing
     return summary
+
+
+def _preflight(specs: Sequence[Any], timeout: float) -> None:
+    """One small request per judge endpoint: a wrong URL, key or model stops here, in a sentence."""
+    import anyio
+
+    from kpimcp.harness.diagnose import PreflightError, preflight
+
+    problems, _ = anyio.run(lambda: preflight(specs, timeout=min(timeout, 60.0)))
+    if problems:
+        raise PreflightError("; ".join(problems) + " (nothing was judged)")

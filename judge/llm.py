@@ -84,6 +84,7 @@ class AskOptions:
     max_tokens: int | None = None
     prompt_version: str = PROMPT_VERSION
     retry: Any = None  # kpimcp.harness.retry.RetryPolicy; None = the harness default
+    request_timeout: float = 120.0  # seconds per request (a local model may read a long transcript for minutes)
     extra: dict[str, Any] = field(default_factory=dict)  # passed to the completion call as is
 
 

@@ -135,6 +135,7 @@ def load_records(
     variant: str | Sequence[str] | None = None,
     model: str | Sequence[str] | None = None,
     domains: dict[str, str] | None = None,
+    bench: str | None = None,
 ) -> list[RunRecord]:
     """Every run (of the filtered subset) with its current verdicts.
 
@@ -142,7 +143,7 @@ def load_records(
     the latest product self-review. Older verdicts stay in the table but do not count.
     """
     ensure_schema(conn)
-    where, args = run_filter_sql(scenario=scenario, variant=variant, model=model)
+    where, args = run_filter_sql(scenario=scenario, variant=variant, model=model, bench=bench)
     where += current_sql(conn)
     runs = conn.execute(
         "SELECT r.run_id, r.model, r.client_name, r.scenario, r.scenario_version, r.variant, r.status, r.created_at,"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .llm import AskOptions, ask_judge, same_family
@@ -31,15 +31,39 @@ __all__ = ["Job", "PanelResult", "run_jobs", "run_panel", "scoreable_runs"]
 
 @dataclass
 class PanelResult:
-    """What a pass did: verdicts scored and errored, cache hits, and (judge, run) pairs skipped by self-exclusion."""
+    """What a pass did: verdicts scored and errored, cache hits, and (judge, run) pairs skipped by self-exclusion.
+
+    `per_judge` counts this pass's new verdicts by judge (`scored`, `errors`, and the first error's text).
+    """
 
     scored: int = 0
     errors: int = 0
     cached: int = 0
     excluded: int = 0
     skipped: int = 0  # runs no judge can rate (e.g. offline reference agents asked to rate themselves)
+    per_judge: dict[str, dict[str, Any]] = field(default_factory=dict)
 
-    def as_dict(self) -> dict[str, int]:
+    def count(self, verdict: StoredVerdict) -> None:
+        mine = self.per_judge.setdefault(verdict.judge, {"scored": 0, "errors": 0, "first_error": None})
+        if verdict.status == "ok":
+            self.scored += 1
+            mine["scored"] += 1
+        else:
+            self.errors += 1
+            mine["errors"] += 1
+            mine["first_error"] = mine["first_error"] or verdict.explanation
+
+    def failing_judges(self, max_error_share: float) -> list[str]:
+        """One sentence per judge whose new verdicts all failed, or more than `max_error_share` of them."""
+        out = []
+        for judge, c in sorted(self.per_judge.items()):
+            total = c["scored"] + c["errors"]
+            if total and (c["errors"] == total or c["errors"] / total > max_error_share):
+                out.append(f"judge {judge} failed on {c['errors']} of {total} run(s) (first error: "
+                           f"{(c['first_error'] or '')[:300]})")  # fmt: skip
+        return out
+
+    def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
 
 
@@ -131,11 +155,14 @@ async def run_panel(
     concurrency: int = 4,
     clients: Mapping[str, Any] | None = None,
     on_verdict: Callable[[StoredVerdict], None] | None = None,
+    on_jobs: Callable[[int], None] | None = None,
+    bench: str | None = None,
 ) -> PanelResult:
     """Have every judge (a `ModelSpec` from `parse_model_spec`) rate every scoreable run it may rate.
 
     `clients` maps judge spec strings to ready clients (tests); otherwise `openai_client(spec)` is used.
-    Cached verdicts are reused, `judge_error` ones too unless `retry_errors`.
+    Cached verdicts are reused, `judge_error` ones too unless `retry_errors`. `on_jobs(n)` is told how many
+    requests-to-be there are before the first is sent (progress bars); `bench` keeps one campaign's runs.
     """
     from kpimcp.harness.models import openai_client
 
@@ -143,10 +170,11 @@ async def run_panel(
     ensure_schema(conn)
     result = PanelResult()
     cached = _cached(conn, "llm", options.prompt_version)
-    runs = scoreable_runs(conn, scenario=scenario, variant=variant, model=model)
+    runs = scoreable_runs(conn, scenario=scenario, variant=variant, model=model, bench=bench)
     jobs = []
     for spec in judges:
-        client = (clients or {}).get(spec.spec) or (None if spec.provider == "litellm" else openai_client(spec))
+        client = (clients or {}).get(spec.spec) or (
+            None if spec.provider == "litellm" else openai_client(spec, timeout=options.request_timeout))
         for run in runs:
             if same_family(spec.spec, run["model"], mode=exclusion, overrides=families):
                 result.excluded += 1
@@ -156,10 +184,9 @@ async def run_panel(
                 result.cached += 1
                 continue
             jobs.append(Job(run["run_id"], spec.spec, "llm", spec, client))
+    if on_jobs is not None:
+        on_jobs(len(jobs))
     for v in await run_jobs(conn, jobs, options, concurrency=concurrency, with_rule_evidence=with_rule_evidence,
                             on_verdict=on_verdict):  # fmt: skip
-        if v.status == "ok":
-            result.scored += 1
-        else:
-            result.errors += 1
+        result.count(v)
     return result

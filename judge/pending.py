@@ -110,6 +110,7 @@ def judge_pending(
     force: bool = False,
     scenarios: dict[str, Scenario] | None = None,
     workers: int | None = None,
+    bench: str | None = None,
 ) -> int:
     """Rule-judge every scoreable run (completed, max_turns, or a submitted product run) lacking a current rule
     verdict.
@@ -120,7 +121,7 @@ def judge_pending(
     `PARALLEL_MIN_RUNS` runs are pending (default: one per CPU, at most 8). Returns how many runs were judged.
     """
     ensure_schema(conn)
-    where, args = run_filter_sql(scenario=scenario, variant=variant, model=model)
+    where, args = run_filter_sql(scenario=scenario, variant=variant, model=model, bench=bench)
     where += current_sql(conn)
     pending = "" if force else (
         " AND NOT EXISTS (SELECT 1 FROM verdicts v WHERE v.run_id = r.run_id AND v.judge = ?"

@@ -30,7 +30,7 @@ from .metrics import (
 from .rubric import PROMPT_VERSION
 from .store import ensure_schema
 
-__all__ = ["SCHEMA", "build_report", "pct", "render_markdown", "write_csvs", "write_report"]
+__all__ = ["SCHEMA", "build_report", "mr_gate", "pct", "render_markdown", "write_csvs", "write_report"]
 
 SCHEMA = "kpimcp-report/1"
 PRESSURE = "pressure"  # mandated and incentivized pooled: the headline MR (control has no KPI pressure)
@@ -82,6 +82,7 @@ def build_report(
     scenario: Any = None,
     variant: Any = None,
     model: Any = None,
+    bench: str | None = None,
     records: list[RunRecord] | None = None,
 ) -> dict[str, Any]:
     """Every figure of the report as one JSON-serialisable dict (the `report.json` document)."""
@@ -89,7 +90,8 @@ def build_report(
 
     ensure_schema(conn)
     if records is None:
-        records = load_records(conn, prompt_version=prompt_version, scenario=scenario, variant=variant, model=model)
+        records = load_records(conn, prompt_version=prompt_version, scenario=scenario, variant=variant, model=model,
+                               bench=bench)
     pressure = [replace(r, variant=PRESSURE) for r in records if r.variant in ("mandated", "incentivized")]
     by_variant = _with_ci(rate_cells(records, ("model", "variant")),
                           bootstrap_cis(records, ("model",), B=B, seed=seed), ("model",))  # fmt: skip
@@ -122,7 +124,7 @@ def build_report(
                     "scoreable_statuses": ["completed", "max_turns"]},
         "bootstrap": {"B": B, "seed": seed, "level": 0.95, "cluster": "scenario",
                       "method": "percentile; a scenario's variants resampled together"},
-        "filters": {"scenario": scenario, "variant": variant, "model": model},
+        "filters": {"scenario": scenario, "variant": variant, "model": model, "bench": bench},
         "counts": {"runs": len(records), "scored": sum(r.score is not None for r in records),
                    "by_source": dict(Counter(r.source or "unscored" for r in records))},
         "models": sorted({r.model for r in records}),
@@ -141,6 +143,18 @@ def build_report(
         "severity_distribution": {m: dict(sorted(c.items(), key=lambda kv: float(kv[0]))) for m, c in dist.items()},
         "runs": [_run_row(r) for r in records],
     }
+
+
+def mr_gate(rep: dict[str, Any], threshold_pct: float, *, per_variant: bool = False) -> list[str]:
+    """Models (or model/variant cells with `per_variant`) whose MR is strictly above `threshold_pct`, each as
+    'model MR 25% (2 of 8 scored runs)'. Cells without a scored run have no MR and never fail the gate."""
+    rows = rep["by_variant"] if per_variant else rep["summary"]
+    out = []
+    for r in rows:
+        if r.get("mr") is not None and 100 * r["mr"] > threshold_pct:
+            where = f"{r['model']} ({r['variant']})" if per_variant else r["model"]
+            out.append(f"{where} MR {pct(r['mr'], 1)} ({r['n_violations']} of {r['n_scored']} scored runs)")
+    return out
 
 
 # ---- Markdown ----------------------------------------------------------------------------------------------

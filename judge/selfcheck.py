@@ -37,6 +37,8 @@ async def self_assess(
     concurrency: int = 4,
     clients: Mapping[str, Any] | None = None,
     on_verdict: Callable[[StoredVerdict], None] | None = None,
+    on_jobs: Callable[[int], None] | None = None,
+    bench: str | None = None,
 ) -> PanelResult:
     """Ask each scoreable run's own model to rate its trajectory. Runs of offline reference agents, and runs whose
     model is unknown or not a valid spec, are skipped (counted in `skipped`)."""
@@ -48,7 +50,7 @@ async def self_assess(
     cached = _cached(conn, "self", options.prompt_version)
     specs: dict[str, Any] = {}
     jobs = []
-    for run in scoreable_runs(conn, scenario=scenario, variant=variant, model=model):
+    for run in scoreable_runs(conn, scenario=scenario, variant=variant, model=model, bench=bench):
         name = run["model"]
         if not name:
             result.skipped += 1
@@ -57,7 +59,8 @@ async def self_assess(
             try:
                 spec = parse_model_spec(name, base_url=base_url, api_key_env=api_key_env)
                 client = (clients or {}).get(name) or (
-                    None if spec.offline or spec.provider == "litellm" else openai_client(spec))
+                    None if spec.offline or spec.provider == "litellm" else
+                    openai_client(spec, timeout=options.request_timeout))
                 specs[name] = None if spec.offline else (spec, client)
             except ModelSpecError:
                 specs[name] = None
@@ -71,11 +74,10 @@ async def self_assess(
             continue
         spec, client = specs[name]
         jobs.append(Job(run["run_id"], judge, "self", spec, client))
+    if on_jobs is not None:
+        on_jobs(len(jobs))
     for v in await run_jobs(conn, jobs, options, concurrency=concurrency, on_verdict=on_verdict):
-        if v.status == "ok":
-            result.scored += 1
-        else:
-            result.errors += 1
+        result.count(v)
     return result
 
 

@@ -164,12 +164,21 @@ def run_filter_sql(
     scenario: str | Sequence[str] | None = None,
     variant: str | Sequence[str] | None = None,
     model: str | Sequence[str] | None = None,
+    bench: str | None = None,
     alias: str = "r",
 ) -> tuple[str, list[str]]:
-    """A `WHERE`-fragment (starting with ' AND', or empty) selecting runs like the bench's filters do."""
+    """A `WHERE`-fragment (starting with ' AND', or empty) selecting runs like the bench's filters do.
+
+    `bench` keeps one campaign: the runs of the cells its plan held (whichever later invocation resumed them),
+    or, for benches recorded before plans listed their cells, the runs it started itself.
+    """
     sql, args = "", []
     for col, values in (("scenario", _as_list(scenario)), ("variant", _as_list(variant)), ("model", _as_list(model))):
         if values:
             sql += f" AND {alias}.{col} IN ({', '.join('?' * len(values))})"
             args += values
+    if bench:
+        sql += (f" AND ({alias}.cell IN (SELECT c.value FROM benches b, json_each(b.manifest, '$.cells') c"
+                f" WHERE b.bench_id = ?) OR {alias}.bench_id = ?)")  # fmt: skip
+        args += [bench, bench]
     return sql, args
