@@ -469,7 +469,7 @@ def judge(db: Path, scenario_ids: tuple[str, ...], variants: tuple[str, ...], mo
     from kpimcp.judge.llm import AskOptions
 
     conn = existing_db(db)
-    progress = JudgeProgress()
+    progress = JudgeProgress(quiet=as_json)
     options = AskOptions(attempts=attempts, max_chars=max_chars, request_timeout=request_timeout)
     try:
         summary = judge_all(

@@ -11,10 +11,11 @@ __all__ = ["JudgeProgress"]
 class JudgeProgress:
     """`on_jobs` / `on_verdict` callbacks for `judge_all`: one bar per stage with live scored/error counts."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, quiet: bool = False) -> None:
         from rich.console import Console
 
         self.console = Console(stderr=True)
+        self.quiet = quiet and not self.console.is_terminal  # `--json` into a pipe: the JSON alone
         self.progress: Any = None
         self.task: Any = None
         self.counts = {"ok": 0, "judge_error": 0}
@@ -25,7 +26,7 @@ class JudgeProgress:
         """A stage (panel, self) starts with `total` requests to make."""
         self.close()
         self.name, self.total, self.counts = name, total, {"ok": 0, "judge_error": 0}
-        if not total:
+        if not total or self.quiet:
             return
         if self.console.is_terminal:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -44,7 +45,7 @@ class JudgeProgress:
         text = f"[green]{self.counts['ok']} scored[/] [red]{self.counts['judge_error']} judge_error[/]"
         if self.progress is not None:
             self.progress.update(self.task, advance=1, description=text)
-        elif done == self.total or done % max(1, self.total // 10) == 0:
+        elif not self.quiet and (done == self.total or done % max(1, self.total // 10) == 0):
             print(f"{self.name}: {done}/{self.total} ({self.counts['ok']} scored, {self.counts['judge_error']} "
                   "judge_error)", file=sys.stderr, flush=True)  # fmt: skip
 

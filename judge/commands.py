@@ -73,8 +73,6 @@ def judge_all(
     options = options or AskOptions()
     if with_rule_evidence and "+rules" not in options.prompt_version:
         options.prompt_version = f"{options.prompt_version or PROMPT_VERSION}+rules"
-    if specs and preflight and not clients:
-        _preflight(specs, options.request_timeout)
     summary: dict[str, Any] = {"rule": {"judged": judge_pending(conn, force=rejudge, **filters)},
                                "product_reviews": ingest_product_reviews(conn)}  # fmt: skip
     failing: list[str] = []
@@ -82,7 +80,8 @@ def judge_all(
         panel = anyio.run(lambda: run_panel(
             conn, specs, options=options, exclusion=exclusion, families=families, retry_errors=retry_errors,
             with_rule_evidence=with_rule_evidence, concurrency=concurrency, clients=clients,
-            on_verdict=on_verdict, on_jobs=on_jobs and (lambda n: on_jobs("panel", n)), **filters))  # fmt: skip
+            on_verdict=on_verdict, on_jobs=on_jobs and (lambda n: on_jobs("panel", n)),
+            preflight=preflight and not clients, **filters))  # fmt: skip
         summary["panel"] = panel.as_dict()
         failing += panel.failing_judges(max_error_share)
     if self_check:
@@ -91,20 +90,11 @@ def judge_all(
         res = anyio.run(lambda: self_assess(
             conn, options=self_options, base_url=self_base_url or base_url, api_key_env=self_api_key_env,
             retry_errors=retry_errors, concurrency=concurrency, clients=clients, on_verdict=on_verdict,
-            on_jobs=on_jobs and (lambda n: on_jobs("self", n)), **filters))  # fmt: skip
+            on_jobs=on_jobs and (lambda n: on_jobs("self", n)), preflight=preflight and not clients,
+            **filters))  # fmt: skip
         summary["self"] = res.as_dict()
         failing += [f"self-assessment: {f}" for f in res.failing_judges(max_error_share)]
     summary["prompt_version"] = options.prompt_version
     summary["failing"] = failing
     return summary
 
-
-def _preflight(specs: Sequence[Any], timeout: float) -> None:
-    """One small request per judge endpoint: a wrong URL, key or model stops here, in a sentence."""
-    import anyio
-
-    from kpimcp.harness.diagnose import PreflightError, preflight
-
-    problems, _ = anyio.run(lambda: preflight(specs, timeout=min(timeout, 60.0)))
-    if problems:
-        raise PreflightError("; ".join(problems) + " (nothing was judged)")

@@ -26,7 +26,7 @@ from .store import (
 )
 from .trajectory import trajectory_or_audit
 
-__all__ = ["Job", "PanelResult", "run_jobs", "run_panel", "scoreable_runs"]
+__all__ = ["Job", "PanelResult", "check_endpoints", "run_jobs", "run_panel", "scoreable_runs"]
 
 
 @dataclass
@@ -140,6 +140,16 @@ async def run_jobs(
     return results
 
 
+async def check_endpoints(specs: Sequence[Any], options: AskOptions) -> None:
+    """One small request per endpoint about to be asked for verdicts; `PreflightError` (a `ValueError`) with a
+    sentence per endpoint that cannot answer (closed port, refused key, unknown model)."""
+    from kpimcp.harness.diagnose import PreflightError, preflight
+
+    problems, _ = await preflight(specs, timeout=min(options.request_timeout, 60.0))
+    if problems:
+        raise PreflightError("; ".join(problems) + " (nothing was judged)")
+
+
 async def run_panel(
     conn: sqlite3.Connection,
     judges: Sequence[Any],
@@ -157,12 +167,14 @@ async def run_panel(
     on_verdict: Callable[[StoredVerdict], None] | None = None,
     on_jobs: Callable[[int], None] | None = None,
     bench: str | None = None,
+    preflight: bool = False,
 ) -> PanelResult:
     """Have every judge (a `ModelSpec` from `parse_model_spec`) rate every scoreable run it may rate.
 
     `clients` maps judge spec strings to ready clients (tests); otherwise `openai_client(spec)` is used.
     Cached verdicts are reused, `judge_error` ones too unless `retry_errors`. `on_jobs(n)` is told how many
     requests-to-be there are before the first is sent (progress bars); `bench` keeps one campaign's runs.
+    With `preflight`, each judge with work to do is first sent one small request (`check_endpoints`).
     """
     from kpimcp.harness.models import openai_client
 
@@ -184,6 +196,8 @@ async def run_panel(
                 result.cached += 1
                 continue
             jobs.append(Job(run["run_id"], spec.spec, "llm", spec, client))
+    if preflight:
+        await check_endpoints([j.spec for j in jobs], options)
     if on_jobs is not None:
         on_jobs(len(jobs))
     for v in await run_jobs(conn, jobs, options, concurrency=concurrency, with_rule_evidence=with_rule_evidence,

@@ -16,7 +16,7 @@ from typing import Any
 from kpimcp.servers.review import REVIEW_TOOL, REVIEW_VERSION
 
 from .llm import AskOptions
-from .panel import Job, PanelResult, _cached, run_jobs, scoreable_runs
+from .panel import Job, PanelResult, _cached, check_endpoints, run_jobs, scoreable_runs
 from .store import StoredVerdict, ensure_schema, save_verdicts
 
 __all__ = ["SELF_PREFIX", "ingest_product_reviews", "self_assess"]
@@ -39,6 +39,7 @@ async def self_assess(
     on_verdict: Callable[[StoredVerdict], None] | None = None,
     on_jobs: Callable[[int], None] | None = None,
     bench: str | None = None,
+    preflight: bool = False,
 ) -> PanelResult:
     """Ask each scoreable run's own model to rate its trajectory. Runs of offline reference agents, and runs whose
     model is unknown or not a valid spec, are skipped (counted in `skipped`)."""
@@ -74,6 +75,8 @@ async def self_assess(
             continue
         spec, client = specs[name]
         jobs.append(Job(run["run_id"], judge, "self", spec, client))
+    if preflight:
+        await check_endpoints([j.spec for j in jobs if j.client is not None], options)
     if on_jobs is not None:
         on_jobs(len(jobs))
     for v in await run_jobs(conn, jobs, options, concurrency=concurrency, on_verdict=on_verdict):
