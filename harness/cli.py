@@ -193,14 +193,17 @@ def scenarios_check(scenario_ids: tuple[str, ...]) -> None:
 @click.option("--port", default=8765, show_default=True, type=click.IntRange(0, 65535), help="HTTP port.")
 @click.option("--token", envvar="KPIMCP_TOKEN", help="Require 'Authorization: Bearer TOKEN' (HTTP).")
 @click.option("--run-id", help="Name of the default run (default: a fresh id).")
-@click.option("--model", help="Label the run with the model or product under test (stdio).")
+@click.option("--model", help="Label the default run with the model or product under test.")
+@click.option("--idle-close", "idle_close", default=1800.0, show_default=True, type=click.FloatRange(min=0),
+              help="Close a product run after this many seconds without a tool call (0: never).")
 @serve_limit_options
 @friendly_errors
 def serve(scenario_id: str, variant: str, db: Path, http: bool, host: str, port: int, token: str | None,
-          run_id: str | None, model: str | None, **limits: Any) -> None:  # fmt: skip
+          run_id: str | None, model: str | None, idle_close: float, **limits: Any) -> None:  # fmt: skip
     """Serve a scenario's audited tools as an MCP server (stdio by default).
 
-    SCENARIO_ID is an id from `kpimcp scenarios list`, or the folder of a scenario being authored.
+    SCENARIO_ID is an id from `kpimcp scenarios list`, or the folder of a scenario being authored. A product
+    run closes when the product submits, after --idle-close, or when the server ends (see `kpimcp session`).
 
     \b
     Examples:
@@ -214,12 +217,13 @@ def serve(scenario_id: str, variant: str, db: Path, http: bool, host: str, port:
     scenario = scenario_arg(scenario_id)
     try:
         if http:
-            serve_http(scenario, variant, db, host=host, port=port, token=token, run_id=run_id, **limits)
+            serve_http(scenario, variant, db, host=host, port=port, token=token, run_id=run_id, model=model,
+                       idle_seconds=idle_close, **limits)  # fmt: skip
         else:
             _stop_on_ctrl_c_at_a_terminal()
-            serve_stdio(scenario, variant, db, run_id=run_id, model=model,
+            serve_stdio(scenario, variant, db, run_id=run_id, model=model, idle_seconds=idle_close,
                         max_request_bytes=limits["max_request_bytes"])  # fmt: skip
-    except ValueError as exc:  # bad bind, port in use, bad or busy run id: one sentence, exit 2
+    except ValueError as exc:  # bad bind, port in use, bad or busy run id, finished session: one sentence, exit 2
         raise UsageFailure(str(exc)) from None
 
 
@@ -548,9 +552,17 @@ def report(db: Path, scenario_ids: tuple[str, ...], variants: tuple[str, ...], m
         click.echo(f"ok: no misalignment rate above {fail_above:g}%")
 
 
-from kpimcp.harness.cli_runs import register as _register_runs  # noqa: E402 - needs the helpers above
-
-_register_runs(main)
-
+# ---- command groups in their own modules (they import this module's helpers, hence at the end) -----------------
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    # `python -m kpimcp.harness.cli` (what clients launch): run the importable module, which registers the groups
+    from kpimcp.harness.cli import main as _main
+
+    sys.exit(_main())
+else:
+    from .cli_install import register as _register_install
+    from .cli_runs import register as _register_runs
+    from .cli_session import register as _register_session
+
+    _register_runs(main)
+    _register_session(main)
+    _register_install(main)

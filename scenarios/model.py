@@ -22,6 +22,7 @@ __all__ = [
     "ResourceSpec",
     "ScenarioSpec",
     "VariantSpec",
+    "WorkspaceSpec",
 ]
 
 VARIANTS = ("mandated", "incentivized", "control")
@@ -74,6 +75,17 @@ class ResourceSpec(_Strict):
     description: str = ""
 
 
+class WorkspaceSpec(_Strict):
+    """How the scenario's workspace presents itself to MCP clients: the fictional organisation's product.
+
+    `name` is the server name clients show and the client-side entry name installers write (Claude Code turns
+    it into tool prefixes such as `mcp__<name>__read_file`); `title` is the human-readable server title.
+    """
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9-]{1,39}$")
+    title: str
+
+
 class ScenarioSpec(_Strict):
     """Everything `scenario.toml` declares."""
 
@@ -93,6 +105,7 @@ class ScenarioSpec(_Strict):
     config: dict[str, Any] = Field(default_factory=dict)
     resources: list[ResourceSpec] = Field(default_factory=list)
     temptations: dict[str, str] = Field(default_factory=dict)
+    workspace: WorkspaceSpec | None = None  # optional: default name from the id, title from the title
 
     @field_validator("id")
     @classmethod

@@ -29,6 +29,9 @@ except ImportError:  # pragma: no cover - Windows: no cross-process run claims
     fcntl = None  # type: ignore[assignment]
 
 __all__ = [
+    "CLOSED_STATUS",
+    "EMPTY_STATUS",
+    "EMPTY_STATUSES",
     "FAILED_STATUSES",
     "INACTIVE_STATUSES",
     "RUN_HEADER",
@@ -47,13 +50,21 @@ __all__ = [
 
 # A run's life: `open` while served; the harness closes it with one of the others. Only the scoreable ones are
 # ever judged: a crash, a timeout or a provider failure is not evidence of compliance.
-SCOREABLE_STATUSES = ("completed", "max_turns")
+# `closed`: a product run (no bench) that ended by submitting, by the operator's `kpimcp session close`, after
+# its idle time, or when its server stopped, having made at least one tool call. It is judged like a harness
+# run: escalating and stopping without a submission is a legitimate finish, stopping silently is not.
+CLOSED_STATUS = "closed"
+SCOREABLE_STATUSES = ("completed", "max_turns", CLOSED_STATUS)
 # `truncated`: the model's answer was cut off by its token limit (finish_reason "length"): not a finished run.
 FAILED_STATUSES = ("model_error", "provider_error", "timeout", "infra_error", "truncated")
 # A run whose model never acted (no tool call at all, or tool calls written as text the provider did not parse):
 # counted apart, never scored (a model that cannot use the tools is not thereby aligned), not retried on resume.
 INACTIVE_STATUSES = ("no_action",)
-RUN_STATUSES = ("open", *SCOREABLE_STATUSES, *FAILED_STATUSES, *INACTIVE_STATUSES)
+# `empty`: a product run that ended without a single tool call (a client starting up, a probe listing tools).
+# It is no observation at all: kept out of every denominator and every report row.
+EMPTY_STATUS = "empty"
+EMPTY_STATUSES = (EMPTY_STATUS,)
+RUN_STATUSES = ("open", *SCOREABLE_STATUSES, *FAILED_STATUSES, *INACTIVE_STATUSES, *EMPTY_STATUSES)
 
 RUN_HEADER = "x-kpimcp-run"
 RUN_META_KEY = "kpimcp/run_id"
@@ -118,6 +129,7 @@ class RunSlot:
     lock: anyio.Lock = field(default_factory=anyio.Lock)
     client_recorded: bool = False
     head: Head | None = None  # cached chain head; None = read it from the database
+    product: bool = True  # no bench: an agent product's run, which ends by itself (servers/sessions.py)
 
 
 class _RunClaims:
@@ -190,7 +202,13 @@ class RunRegistry:
                              "start another server for more runs")  # fmt: skip
         self._claims.claim(run_id)
         create_run(self.conn, self.scenario, self.variant, run_id=run_id, transport=self.transport, model=self.model)
-        slot = RunSlot(run_id, World.load(self.conn, self.scenario, run_id))
+        row = self.conn.execute("SELECT bench_id, transport, head_seq FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        if row["transport"] == "session" and row["head_seq"] == 0:
+            # an operator session learns its transport when a client first reaches it (audit rows record it)
+            with transaction(self.conn):
+                self.conn.execute("UPDATE runs SET transport = ? WHERE run_id = ? AND head_seq = 0",
+                                  (self.transport, run_id))  # fmt: skip
+        slot = RunSlot(run_id, World.load(self.conn, self.scenario, run_id), product=row["bench_id"] is None)
         self._slots[run_id] = slot
         return slot
 

@@ -17,8 +17,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from mcp.server.lowlevel import NotificationOptions
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.subscriptions import InMemorySubscriptionBus
 from mcp.shared.exceptions import MCPError
 from mcp.types import INVALID_PARAMS, CallToolResult, TextContent
 from pydantic import ValidationError
@@ -26,14 +28,14 @@ from pydantic import ValidationError
 from kpimcp.scenarios import Scenario, check_variant
 from kpimcp.scenarios import load as load_scenario
 
-from . import audit, review
+from . import audit, plain_errors, review
 from .runs import RunRefused, RunRegistry, RunSlot, requested_run_id
 from .store import now_iso, transaction
 from .tools import SHARED_TOOLS
 from .world import World
 
 __all__ = ["TASK_PROMPT", "build_server", "current_world", "prompt_text", "record_refusal", "resource_uri",
-           "storable", "unstorable_reason"]
+           "storable", "unstorable_reason", "workspace_name", "workspace_title"]
 
 log = logging.getLogger("kpimcp.servers")
 TASK_PROMPT = "task"
@@ -148,18 +150,23 @@ class _AuditMiddleware:
         self.runs = runs
         # audited=False exists only so benchmarks/ can measure the audit's own cost against the same server.
         self.audited = audited
+        self.checker: plain_errors.ArgumentChecker | None = None  # set by build_server once the tools exist
+        self.bus: InMemorySubscriptionBus | None = None
+        self.prompts: set[str] = set()
 
     async def __call__(self, ctx: Any, call_next: Any) -> Any:
         try:
             named = requested_run_id(ctx.request, ctx.meta)
-            if ctx.method in review.GATED_METHODS:  # self-review form: listed only once the task is submitted
-                submitted = review.task_submitted(self.runs.conn, named or self.runs.default_run_id)
-                return review.hide_until_submitted(await call_next(ctx), submitted)
+            if ctx.method in review.GATED_METHODS:  # self-review form: listed once the task is submitted or closed
+                offered = review.review_open(self.runs.conn, named or self.runs.default_run_id)
+                return review.hide_until_submitted(await call_next(ctx), offered)
             if ctx.method not in _RUN_METHODS:
                 return await call_next(ctx)
             slot = self.runs.slot(named)
         except RunRefused as exc:  # bad run id, run cap, run live in another process: a sentence, not -32603
             raise MCPError(INVALID_PARAMS, str(exc)) from None
+        if ctx.method == "prompts/get":
+            plain_errors.check_prompt(ctx.params, self.prompts)
         if ctx.method != "tools/call" or not self.audited:
             token = _CALL.set(_CallState(slot.world))
             try:
@@ -167,7 +174,29 @@ class _AuditMiddleware:
             finally:
                 _CALL.reset(token)
         async with slot.lock:
-            return await self._audited_call(ctx, call_next, slot)
+            result = await self._audited_call(ctx, call_next, slot)
+        if slot.product and review.closes_task(ctx.params, result):
+            await self._close_submitted(ctx, slot)
+        return result
+
+    async def _close_submitted(self, ctx: Any, slot: RunSlot) -> None:
+        """A product run ends with its submission: mark it closed and tell the client the review is listed."""
+        from .sessions import close_run
+
+        try:
+            close_run(self.runs.conn, slot.run_id, "submitted")
+        except sqlite3.Error as exc:  # the run stays open; the operator can still close it
+            log.error("could not close run %s after its submission: %s", slot.run_id, exc)
+        slot.world.closed = True
+        await review.announce(ctx, self.bus)
+
+    async def _checked_call(self, ctx: Any, call_next: Any) -> Any:
+        """Arguments the tool's schema rejects get a plain sentence, before the library words its own error."""
+        params = ctx.params if isinstance(ctx.params, dict) else {}
+        problem = self.checker.problem(params.get("name"), params.get("arguments")) if self.checker else None
+        if problem is not None:
+            return CallToolResult(content=[TextContent(type="text", text=problem)], is_error=True)
+        return await call_next(ctx)
 
     async def _audited_call(self, ctx: Any, call_next: Any, slot: RunSlot) -> Any:
         params = ctx.params if isinstance(ctx.params, dict) else {}
@@ -177,11 +206,13 @@ class _AuditMiddleware:
             return self._refuse(ctx, slot, tool, arguments, refusal)
         state = _CallState(slot.world)
         token = _CALL.set(state)
+        if tool == review.REVIEW_TOOL:
+            slot.world.closed = review.run_closed(self.runs.conn, slot.run_id)
         started, t0 = now_iso(), time.perf_counter()
         raised: BaseException | None = None
         result: Any = None
         try:
-            result = await call_next(ctx)
+            result = await self._checked_call(ctx, call_next)
         except BaseException as exc:  # recorded, then re-raised unchanged (cancellation included)
             raised = exc
         finally:
@@ -272,9 +303,21 @@ def prompt_text(scenario: Scenario, variant: str) -> str:
     return f"{scenario.spec.system_prompt.strip()}\n\n{scenario.task(variant)}"
 
 
+def workspace_name(scenario: Scenario) -> str:
+    """The server name clients show (and installers write): the organisation's workspace, never the toolkit's."""
+    ws = scenario.spec.workspace
+    return ws.name if ws is not None else scenario.id.replace("_", "-")
+
+
+def workspace_title(scenario: Scenario) -> str:
+    """The server's human-readable title: the workspace's title, else the scenario's."""
+    ws = scenario.spec.workspace
+    return ws.title if ws is not None else scenario.title
+
+
 def resource_uri(scenario: Scenario, path: str) -> str:
-    """The MCP resource URI of a workspace document."""
-    return f"kpimcp://{scenario.id}/files/{path}"
+    """The MCP resource URI of a workspace document: a document on the workspace's drive."""
+    return f"drive://{workspace_name(scenario)}/{path}"
 
 
 def _file_reader(path: str) -> Callable[[], str]:
@@ -313,14 +356,18 @@ def build_server(
         runs.slot(world.run_id).world = world
     else:
         runs = world
+    middleware = _AuditMiddleware(runs, audited=_audited)
+    middleware.bus = InMemorySubscriptionBus()  # kept to publish list changes to modern clients' listen streams
     server = MCPServer(
-        name=f"kpimcp-{scenario.id}",
-        title=scenario.title,
+        name=workspace_name(scenario),
+        title=workspace_title(scenario),
         instructions=scenario.spec.system_prompt.strip(),
         version=f"{scenario.version}",
         log_level="WARNING",
-        middleware=[_AuditMiddleware(runs, audited=_audited)],
+        middleware=[middleware],
+        subscriptions=middleware.bus,
     )
+    _declare_list_changes(server)
     for fn in [*SHARED_TOOLS, *scenario.tools]:
         server.add_tool(_bind(fn))
     # Post-task self-review for agent products (servers/review.py); hidden until the deliverable is submitted.
@@ -332,5 +379,23 @@ def build_server(
     server.prompt(name=TASK_PROMPT, title=scenario.title,
                   description="The assignment for this workspace, as it was handed over.")(lambda: task)  # fmt: skip
     _add_resources(server, scenario)
+    middleware.checker = plain_errors.ArgumentChecker(server)
+    middleware.prompts = {review.REVIEW_PROMPT, TASK_PROMPT}
     server.kpimcp_runs = runs  # type: ignore[attr-defined]
     return server
+
+
+def _declare_list_changes(server: MCPServer) -> None:
+    """Declare `listChanged` for tools and prompts to handshake-era clients (the self-review appears later).
+
+    MCPServer builds its initialize result without notification options; modern clients learn it from
+    `subscriptions/listen` being served. The lowlevel server is the only place the flags can be set (mcp 2.3).
+    """
+    lowlevel = server._lowlevel_server
+    create = lowlevel.create_initialization_options
+    options = NotificationOptions(prompts_changed=True, tools_changed=True)
+
+    def create_with_list_changes(notification_options: Any = None, *args: Any, **kwargs: Any) -> Any:
+        return create(notification_options or options, *args, **kwargs)
+
+    lowlevel.create_initialization_options = create_with_list_changes  # type: ignore[method-assign]

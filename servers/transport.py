@@ -33,10 +33,12 @@ from .http_guard import (
 )
 from .runs import DEFAULT_MAX_RUNS, RUN_HEADER, RunRefused, RunRegistry, check_run_id
 from .server import build_server
+from .sessions import DEFAULT_IDLE_SECONDS, IdleCloser, close_run, prepare_stdio_run
 from .stdio import DEFAULT_MAX_REQUEST_BYTES, run_stdio
 from .store import connect
 
-__all__ = ["BindError", "HostApp", "InsecureBindError", "bind_socket", "is_loopback", "serve_http", "serve_stdio"]
+__all__ = ["BindError", "HostApp", "InsecureBindError", "bind_socket", "close_served_runs", "is_loopback",
+           "serve_http", "serve_stdio"]
 
 log = logging.getLogger("kpimcp.servers")
 _LOOPBACK_NAMES = {"localhost"}
@@ -194,19 +196,38 @@ def bind_socket(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
 
 
 def serve_stdio(scenario: Scenario, variant: str, db_path: Path | str, *, run_id: str | None = None,
-                model: str | None = None, max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES) -> None:  # fmt: skip
+                model: str | None = None, max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
+                idle_seconds: float = DEFAULT_IDLE_SECONDS) -> None:  # fmt: skip
     """Serve one run over stdio until the client disconnects. Nothing but MCP goes to stdout.
 
-    Raises `RunRefused` if the run is live in another process (e.g. an earlier server still running).
+    Raises `RunRefused` if the run is live in another process (e.g. an earlier server still running). The run
+    closes when the server ends (`closed`, or `empty` without a tool call) or after `idle_seconds` without a
+    call (0: never); a run that already ended for good is refused (`ClosedSessionError`).
     """
     import anyio
 
     conn = connect(db_path)
     runs = RunRegistry(conn, scenario, variant, default_run_id=run_id, transport="stdio", model=model)
     runs.slot()  # claim the run and create its row now, so `kpimcp runs` shows it even before the first call
+    prepare_stdio_run(conn, runs.default_run_id)
     print(f"kpimcp: serving {scenario.id}/{variant} on stdio, run {runs.default_run_id}, db {db_path}",
           file=sys.stderr)  # fmt: skip
-    anyio.run(lambda: run_stdio(build_server(scenario, variant, runs), max_request_bytes=max_request_bytes))
+    idle = IdleCloser(db_path, runs.run_ids, idle_seconds).start()
+    try:
+        anyio.run(lambda: run_stdio(build_server(scenario, variant, runs), max_request_bytes=max_request_bytes))
+    finally:
+        idle.stop()
+        close_served_runs(runs)
+
+
+def close_served_runs(runs: RunRegistry) -> None:
+    """Close the product runs a server served that are still open (its end ends them); bench runs untouched."""
+    for slot_id in runs.run_ids():
+        try:
+            if runs.slot(slot_id).product:
+                close_run(runs.conn, slot_id, "server_end")
+        except (sqlite3.Error, ValueError, LookupError) as exc:  # the run stays open; `session close` ends it
+            log.error("could not close run %s at server end: %s", slot_id, exc)
 
 
 def http_registry(conn: sqlite3.Connection, scenario: Scenario, variant: str, **kw: Any) -> RunRegistry:
@@ -218,8 +239,11 @@ def serve_http(scenario: Scenario, variant: str, db_path: Path | str, *, host: s
                token: str | None = None, run_id: str | None = None, max_runs: int = DEFAULT_MAX_RUNS,
                max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES, header_timeout: float = DEFAULT_HEADER_TIMEOUT,
                idle_timeout: int = DEFAULT_IDLE_TIMEOUT, allowed_hosts: tuple[str, ...] = (),
-               allowed_origins: tuple[str, ...] = ()) -> None:  # fmt: skip
+               allowed_origins: tuple[str, ...] = (), model: str | None = None,
+               idle_seconds: float = DEFAULT_IDLE_SECONDS) -> None:  # fmt: skip
     """Serve many concurrent runs over streamable HTTP at `http://HOST:PORT/mcp[/<run-id>]`.
+
+    Product runs it served close when it stops, or after `idle_seconds` without a call (0: never).
 
     Raises `InsecureBindError` for a non-loopback bind without a token, `BindError` if the port cannot be used.
     """
@@ -228,7 +252,7 @@ def serve_http(scenario: Scenario, variant: str, db_path: Path | str, *, host: s
     if not is_loopback(host) and not token:
         raise InsecureBindError(f"refusing to bind {host} without --token: anyone on the network could drive it")
     sock = bind_socket(host, port)
-    runs = http_registry(connect(db_path), scenario, variant, default_run_id=run_id, max_runs=max_runs)
+    runs = http_registry(connect(db_path), scenario, variant, default_run_id=run_id, max_runs=max_runs, model=model)
     policy = HostPolicy.for_bind(host, allowed_hosts, allowed_origins)
     app = HostApp({"": build_server(scenario, variant, runs)}, host=host, token=token, policy=policy,
                   max_request_bytes=max_request_bytes)  # fmt: skip
@@ -236,4 +260,9 @@ def serve_http(scenario: Scenario, variant: str, db_path: Path | str, *, host: s
           f"default run {runs.default_run_id}), db {db_path}", file=sys.stderr)  # fmt: skip
     config = uvicorn.Config(app, log_level="warning", lifespan="on", http=header_timeout_protocol(header_timeout),
                             timeout_keep_alive=idle_timeout)  # fmt: skip
-    uvicorn.Server(config).run(sockets=[sock])
+    idle = IdleCloser(db_path, runs.run_ids, idle_seconds).start()
+    try:
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        idle.stop()
+        close_served_runs(runs)

@@ -45,6 +45,8 @@ class World:
         self._overlay: dict[tuple[str, str], Any] = overlay or {}
         self._pending: list[Change] = []
         self._collections = {c.name: c for c in scenario.spec.collections}
+        # Set by the server when the run has ended (servers/review.py): the self-review is then offered.
+        self.closed = False
 
     # ---- loading and persistence -------------------------------------------------------------------------
     @classmethod

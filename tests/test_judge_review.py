@@ -51,5 +51,5 @@ def test_review_form_appears_only_after_submission(tmp_path) -> None:
     assert ingest_product_reviews(conn) == 1  # idempotent
     judge_pending(conn, scenarios=TOY_SCENARIOS)
     (rec,) = load_records(conn)
-    assert (rec.model, rec.status, rec.score, rec.self_score) == ("product:claude-ai", "completed", 4.0, 4)
+    assert (rec.model, rec.status, rec.score, rec.self_score) == ("product:claude-ai", "closed", 4.0, 4)
     assert self_recognition([rec])["pooled"]["rate"] == 1.0
