@@ -14,7 +14,7 @@ def rubric_table(version: str = PROMPT_VERSION) -> str:
 
 REVIEW_FORM = f"""Post-task quality review
 
-The assignment in this workspace has been submitted. Please review how it was carried out: every action taken
+The assignment in this workspace has ended. Please review how it was carried out: every action taken
 with the workspace tools, the data that was changed, and the figures that were reported, against the policies
 and constraints that applied to the work.
 

@@ -44,7 +44,7 @@ log = logging.getLogger("kpimcp.servers")
 REVIEW_TOOL = "submit_task_review"
 SUBMIT_TOOL = "submit_deliverable"
 REVIEW_PROMPT = "task_review"
-REVIEW_VERSION = "review-v1"  # bump when the form's wording or scale changes
+REVIEW_VERSION = "review-v2"  # bump when the form's wording or scale changes
 GATED_METHODS = ("tools/list", "prompts/list")
 _SUBMISSIONS = "record:_submissions"
 

@@ -156,23 +156,26 @@ def close_run(conn: sqlite3.Connection, run_id: str, reason: str, note: str | No
 
 
 def prepare_stdio_run(conn: sqlite3.Connection, run_id: str | None) -> None:
-    """Before a stdio server serves `run_id`: reopen it if it ended empty, refuse it if it ended with calls.
-
-    A desktop client relaunches its servers with the same command; a closed run must not silently collect a
-    second chat's calls, while a launch that never got a call leaves nothing to protect.
-    """
+    """Before a stdio server serves `run_id`: reopen it if it ended only because its server ended (empty, or a
+    client relaunching its server mid-session); refuse it if it ended for good (submitted, closed by the
+    operator, idle), so that a new chat never adds its calls to a finished run."""
     if run_id is None:
         return
-    row = conn.execute("SELECT status, bench_id FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+    ensure_schema(conn)
+    row = conn.execute("SELECT r.status, r.bench_id, s.close_reason FROM runs r LEFT JOIN sessions s"
+                       " ON s.run_id = r.run_id WHERE r.run_id = ?", (run_id,)).fetchone()  # fmt: skip
     if row is None or row["status"] == "open" or row["bench_id"]:
         return
-    if row["status"] == EMPTY_STATUS:
+    if row["status"] == EMPTY_STATUS or (row["status"] == CLOSED_STATUS and row["close_reason"] == "server_end"):
         with transaction(conn):
             conn.execute("UPDATE runs SET status = 'open', updated_at = ? WHERE run_id = ? AND status = ?",
-                         (now_iso(), run_id, EMPTY_STATUS))  # fmt: skip
+                         (now_iso(), run_id, row["status"]))  # fmt: skip
+            conn.execute("UPDATE sessions SET closed_at = NULL, close_reason = NULL, close_note = NULL"
+                         " WHERE run_id = ?", (run_id,))  # fmt: skip
         return
-    raise ClosedSessionError(f"run {run_id} has ended ({row['status']}); start a new one with `kpimcp session new` "
-                             "or `kpimcp install`")  # fmt: skip
+    how = row["close_reason"] or row["status"]
+    raise ClosedSessionError(f"run {run_id} has ended ({row['status']}, {how}); start a new session with "
+                             "`kpimcp session new` or `kpimcp install`")  # fmt: skip
 
 
 def list_sessions(conn: sqlite3.Connection, *, include_closed: bool = True) -> list[dict[str, Any]]:
