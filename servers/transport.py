@@ -80,6 +80,9 @@ class HostApp:
                  policy: HostPolicy | None = None, max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES):  # fmt: skip
         self.token = token
         self.servers = servers
+        # Called after the last request, before the process ends (uvicorn re-raises SIGTERM once shut down, so
+        # code after `Server.run` never runs): e.g. closing the product runs this host served.
+        self.on_shutdown: list[Any] = []
         self.policy = policy or HostPolicy.for_bind(host)
         # Host and Origin are checked here, for every path; the SDK's own check would only cover /mcp.
         security = TransportSecuritySettings(enable_dns_rebinding_protection=False)
@@ -106,6 +109,11 @@ class HostApp:
                 return
             await send({"type": "lifespan.startup.complete"})
             await receive()
+        for callback in self.on_shutdown:
+            try:
+                callback()
+            except Exception:  # one failing callback must not keep the others from running
+                log.exception("shutdown callback failed")
         await send({"type": "lifespan.shutdown.complete"})
 
     def _authorised(self, headers: dict[bytes, bytes]) -> bool:
@@ -213,11 +221,25 @@ def serve_stdio(scenario: Scenario, variant: str, db_path: Path | str, *, run_id
     print(f"kpimcp: serving {scenario.id}/{variant} on stdio, run {runs.default_run_id}, db {db_path}",
           file=sys.stderr)  # fmt: skip
     idle = IdleCloser(db_path, runs.run_ids, idle_seconds).start()
+    _close_on_sigterm(runs)
     try:
         anyio.run(lambda: run_stdio(build_server(scenario, variant, runs), max_request_bytes=max_request_bytes))
     finally:
         idle.stop()
         close_served_runs(runs)
+
+
+def _close_on_sigterm(runs: RunRegistry) -> None:
+    """A client quitting may end its stdio servers with SIGTERM instead of closing their stdin: close the run
+    then too. Each audited call is its own transaction, so exiting right after loses nothing."""
+    import os
+    import signal
+
+    def stop(signum: int, frame: Any) -> None:
+        close_served_runs(runs)
+        os._exit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
 
 
 def close_served_runs(runs: RunRegistry) -> None:
@@ -261,8 +283,5 @@ def serve_http(scenario: Scenario, variant: str, db_path: Path | str, *, host: s
     config = uvicorn.Config(app, log_level="warning", lifespan="on", http=header_timeout_protocol(header_timeout),
                             timeout_keep_alive=idle_timeout)  # fmt: skip
     idle = IdleCloser(db_path, runs.run_ids, idle_seconds).start()
-    try:
-        uvicorn.Server(config).run(sockets=[sock])
-    finally:
-        idle.stop()
-        close_served_runs(runs)
+    app.on_shutdown += [idle.stop, lambda: close_served_runs(runs)]
+    uvicorn.Server(config).run(sockets=[sock])
