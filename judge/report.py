@@ -66,11 +66,56 @@ def _scenario_info(ids: set[str]) -> list[dict[str, Any]]:
     return [{"id": sid, **meta} for sid, meta in scenario_meta(ids).items()]
 
 
-def _run_row(r: RunRecord) -> dict[str, Any]:
+GAP_LEVELS = 2  # a panel median this many rubric levels from the rule verdict is flagged for a human look
+
+
+def _run_row(r: RunRecord, extra: dict[str, Any]) -> dict[str, Any]:
+    gap = abs(r.rule_score - r.panel_score) if r.rule_score is not None and r.panel_score is not None else None
     return {"run_id": r.run_id, "model": r.model, "scenario": r.scenario, "domain": r.domain, "variant": r.variant,
             "status": r.status, "score": r.score, "source": r.source, "violation": r.violation,
-            "rule_score": r.rule_score, "panel_score": r.panel_score, "judge_scores": dict(r.judge_scores),
-            "judge_errors": r.judge_errors, "self_score": r.self_score, "created_at": r.created_at}  # fmt: skip
+            "rule_score": r.rule_score, "rule": extra.get("rule"), "panel_score": r.panel_score,
+            "rule_panel_gap": gap, "flagged": gap is not None and gap >= GAP_LEVELS,
+            "judge_scores": dict(r.judge_scores), "judge_errors": r.judge_errors, "self_score": r.self_score,
+            "product": extra.get("product"), "bench_id": extra.get("bench_id"), "error": extra.get("error"),
+            "created_at": r.created_at}  # fmt: skip
+
+
+def _run_extras(conn: sqlite3.Connection) -> dict[str, dict[str, Any]]:
+    """Per run: the current rule verdict's rule name, the client (product) that ran it, its bench and error."""
+    from .store import RULE_JUDGE, RULES_VERSION
+
+    cols = {r[1] for r in conn.execute("PRAGMA table_info(runs)")}
+    error = "r.error" if "error" in cols else "NULL"
+    out: dict[str, dict[str, Any]] = {}
+    for r in conn.execute(f"SELECT r.run_id, r.client_name, r.client_version, r.bench_id, {error} FROM runs r"):
+        product = " ".join(x for x in (r[1], r[2]) if x) or None
+        out[r[0]] = {"product": product, "bench_id": r[3], "error": (r[4] or "").split("\n")[0] or None}
+    for r in conn.execute("SELECT v.run_id, v.rule FROM verdicts v JOIN runs r ON r.run_id = v.run_id WHERE"
+                          " v.judge = ? AND v.status = 'ok' AND v.prompt_version = ? || '/s' || r.scenario_version",
+                          (RULE_JUDGE, RULES_VERSION)):  # fmt: skip
+        out.setdefault(r[0], {})["rule"] = r[1]
+    return out
+
+
+def provenance(conn: sqlite3.Connection, records: list[RunRecord], scenarios: list[dict[str, Any]]) -> dict[str, Any]:
+    """What produced the figures: kpimcp and library versions, the scenario versions the runs were served, and the
+    configuration of every bench whose runs are in the report."""
+    from kpimcp.harness.manifest import versions
+
+    ids = {r.run_id for r in records}
+    benches: dict[str, Any] = {}
+    if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'benches'").fetchone():
+        used = {b for rid, b in conn.execute("SELECT run_id, bench_id FROM runs") if rid in ids and b}
+        for b in conn.execute("SELECT bench_id, created_at, config, versions FROM benches ORDER BY created_at"):
+            if b[0] in used:
+                benches[b[0]] = {"created_at": b[1], "config": json.loads(b[2]), "versions": json.loads(b[3])}
+    served = Counter((r["scenario"], r["scenario_version"]) for r in conn.execute(
+        "SELECT run_id, scenario, scenario_version FROM runs") if r["run_id"] in ids)  # fmt: skip
+    return {"kpimcp": versions(),
+            "scenarios": {s["id"]: {"installed_version": s.get("version"),
+                                    "served_versions": sorted(v for (sid, v) in served if sid == s["id"])}
+                          for s in scenarios},
+            "benches": benches}  # fmt: skip
 
 
 def build_report(
@@ -110,6 +155,9 @@ def build_report(
                         "statuses": statuses.get(model_name, {})})  # fmt: skip
     by_domain = _with_ci(rate_cells(records, ("model", "domain", "variant")),
                          bootstrap_cis(records, ("model", "domain"), B=B, seed=seed), ("model", "domain"))  # fmt: skip
+    scenarios_info = _scenario_info({r.scenario for r in records})
+    extras = _run_extras(conn)
+    runs = [_run_row(r, extras.get(r.run_id, {})) for r in records]
     dist: dict[str, Counter[str]] = defaultdict(Counter)
     for r in records:
         if r.score is not None:
@@ -127,8 +175,9 @@ def build_report(
         "filters": {"scenario": scenario, "variant": variant, "model": model, "bench": bench},
         "counts": {"runs": len(records), "scored": sum(r.score is not None for r in records),
                    "by_source": dict(Counter(r.source or "unscored" for r in records))},
+        "provenance": provenance(conn, records, scenarios_info),
         "models": sorted({r.model for r in records}),
-        "scenarios": _scenario_info({r.scenario for r in records}),
+        "scenarios": scenarios_info,
         "summary": summary,
         "by_variant": by_variant,
         "by_domain": by_domain,
@@ -139,9 +188,12 @@ def build_report(
         "agreement": {"panel": judge_agreement(records, include_rule=False),
                       "panel_and_rule": judge_agreement(records, include_rule=True)},
         "disagreements": disagreements(records),
+        "rule_panel_gaps": [{k: r[k] for k in ("run_id", "model", "scenario", "variant", "rule_score", "rule",
+                                               "panel_score", "rule_panel_gap", "judge_scores")}
+                            for r in runs if r["flagged"]],
         "status_counts": statuses,
         "severity_distribution": {m: dict(sorted(c.items(), key=lambda kv: float(kv[0]))) for m, c in dist.items()},
-        "runs": [_run_row(r) for r in records],
+        "runs": runs,
     }
 
 
@@ -228,11 +280,29 @@ def render_markdown(rep: dict[str, Any]) -> str:
         [[d["run_id"], d["model"], d["scenario"], d["variant"], d["rule"], f"{d['panel']:g}",
           ", ".join(f"{j}={s}" for j, s in d["judges"].items())] for d in rep["disagreements"]])
         if rep["disagreements"] else "None."))  # fmt: skip
+    out.append(f"## Rule judge vs panel: {GAP_LEVELS} or more levels apart\n\n" + (_table(
+        ["Run", "Model", "Scenario", "Variant", "Rule", "Rule level", "Panel median", "Gap"],
+        [[g["run_id"], g["model"], g["scenario"], g["variant"], g["rule"] or "–", g["rule_score"],
+          f"{g['panel_score']:g}", f"{g['rule_panel_gap']:g}"] for g in rep["rule_panel_gaps"]])
+        if rep["rule_panel_gaps"] else "None."))  # fmt: skip
     all_statuses = sorted({s for c in rep["status_counts"].values() for s in c})
     out.append("## Run status\n\n" + _table(["Model", *all_statuses],
                                           [[m, *(c.get(s, 0) for s in all_statuses)]
                                            for m, c in rep["status_counts"].items()]))  # fmt: skip
+    out.append(_provenance_md(rep["provenance"]))
     return "\n\n".join(out) + "\n"
+
+
+def _provenance_md(prov: dict[str, Any]) -> str:
+    k = prov["kpimcp"]
+    libs = ", ".join(f"{n} {v}" for n, v in k.items() if n not in ("kpimcp", "git_commit", "platform") and v)
+    commit = f" (commit {k['git_commit'][:12]})" if k.get("git_commit") else ""
+    lines = [f"- kpimcp {k.get('kpimcp') or '?'}{commit}; {libs}"]
+    lines += [f"- scenario {sid}: installed v{v['installed_version']}, runs served v"
+              + ", v".join(str(x) for x in v["served_versions"]) for sid, v in prov["scenarios"].items()]
+    lines += [f"- bench {bid} ({b['created_at'][:19]}): " + json.dumps(b["config"], sort_keys=True)
+              for bid, b in prov["benches"].items()]  # fmt: skip
+    return "## Provenance\n\n" + "\n".join(lines)
 
 
 # ---- CSV ---------------------------------------------------------------------------------------------------------
@@ -248,21 +318,32 @@ def _flat(row: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+# Columns of the CSVs that can be empty, so an empty file still says what it would hold.
+_EMPTY_HEADERS = {
+    "disagreements": ["run_id", "model", "scenario", "variant", "rule", "panel", "judges"],
+    "rule_panel_gaps": ["run_id", "model", "scenario", "variant", "rule_score", "rule", "panel_score",
+                        "rule_panel_gap", "judge_scores"],
+    "repeats": ["model", "variant", "n_cells", "k_min", "k_max", "n_any", "n_all", "any_rate", "all_rate"],
+}  # fmt: skip
+
+
 def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
     flat = [_flat(r) for r in rows]
     fields: list[str] = []
     for r in flat:
         fields += [k for k in r if k not in fields]
     with path.open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=fields or ["empty"])
+        writer = csv.DictWriter(fh, fieldnames=fields or _EMPTY_HEADERS.get(path.stem, ["run_id"]))
         writer.writeheader()
         writer.writerows(flat)
 
 
 def write_csvs(rep: dict[str, Any], out: Path) -> list[Path]:
-    """summary, by_variant, by_domain, by_scenario, runs, disagreements and repeats as CSV files."""
+    """summary, by_variant, by_domain, by_scenario, runs, disagreements, rule_panel_gaps and repeats as CSV files
+    (an empty one keeps its header)."""
     written = []
-    for name in ("summary", "by_variant", "by_domain", "by_scenario", "runs", "disagreements", "repeats"):
+    for name in ("summary", "by_variant", "by_domain", "by_scenario", "runs", "disagreements", "rule_panel_gaps",
+                 "repeats"):
         path = out / f"{name}.csv"
         _write_csv(path, rep[name])
         written.append(path)

@@ -20,7 +20,12 @@ from kpimcp.judge.report import SCHEMA, write_report
 from kpimcp.judge.rubric import PROMPT_VERSION
 from kpimcp.judge.store import save_verdicts
 
-CHARTS = ("chart-heatmap", "chart-mr_bars", "chart-severity", "chart-self_recognition")
+# The offline bench has data for these charts; the others (self-recognition, repeats, judge agreement) need
+# self-assessments, repeats or a panel, and an empty chart is never drawn.
+CHARTS = ("chart-heatmap", "chart-mr_bars", "chart-domain", "chart-consistency", "chart-severity")
+NOT_DRAWN = ("chart-self_recognition", "chart-repeats", "chart-agreement")
+SECTIONS = ("summary", "variants", "domains", "scenarios", "consistency", "repeats", "self-recognition", "agreement",
+            "disagreements", "severity", "status", "runs", "provenance")
 
 
 @pytest.fixture(scope="module")
@@ -78,6 +83,8 @@ def test_html_is_self_contained(bench_report: Path) -> None:
     parser.feed(html)
     assert parser.found == []  # no script, stylesheet or image from a CDN or any URL: opens offline
     assert all(f'id="{c}"' in html for c in CHARTS)
+    assert not any(f'id="{c}"' in html for c in NOT_DRAWN)
+    assert all(f'<section class="card" id="{s}">' in html for s in SECTIONS)
     rep = json.loads((bench_report / "report.json").read_text())
     run = rep["runs"][0]["run_id"]
     assert f'id="run-{run}"' in html and "Audit rows" in html and "Trajectory" in html
