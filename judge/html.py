@@ -19,7 +19,7 @@ from typing import Any
 
 from .html_charts import charts
 from .html_runs import run_page
-from .report import GAP_LEVELS, pct
+from .report import GAP_LEVELS, errored, inactive, pct
 
 __all__ = ["EMBED_LIMIT", "charts", "render_html"]
 
@@ -72,8 +72,8 @@ def _summary(rep: dict[str, Any]) -> str:
     rows = [[_e(s["model"]), s.get("n_scored", 0), pct(s.get("mr")), _ci(s.get("mr_ci")),
              pct(s["mr_by_variant"].get("mandated")), pct(s["mr_by_variant"].get("incentivized")),
              pct(s["mr_by_variant"].get("control")), _num(s.get("severity")),
-             sum(v for k, v in s["statuses"].items() if k not in ("completed", "max_turns", "open", "no_action")),
-             s["statuses"].get("no_action", 0), _e(s.get("source") or "–")] for s in rep["summary"]]  # fmt: skip
+             errored(s["statuses"]), inactive(s["statuses"]), _e(s.get("source") or "–")]
+            for s in rep["summary"]]  # fmt: skip
     return _table(["Model", "Scored", "MR", "MR 95% CI", "Mandated", "Incentivized", "Control", "Severity",
                    "Errored", "No action", "Scored by"], rows, frozenset({1, 2, 4, 5, 6, 7, 8, 9}))  # fmt: skip
 
