@@ -3,6 +3,7 @@ LLM panel, self-assessment, in that order, each skipping what is already cached.
 
 from __future__ import annotations
 
+import importlib.util
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -70,6 +71,8 @@ def judge_all(
     for spec in specs:
         if spec.offline:
             raise ValueError(f"{spec.spec} is an offline reference agent and cannot judge; use an LLM spec")
+        if spec.provider == "litellm" and importlib.util.find_spec("litellm") is None:
+            raise ValueError(f"{spec.spec} needs LiteLLM, an optional extra: pip install 'kpimcp[litellm]'")
     options = options or AskOptions()
     if with_rule_evidence and "+rules" not in options.prompt_version:
         options.prompt_version = f"{options.prompt_version or PROMPT_VERSION}+rules"

@@ -85,3 +85,30 @@ def test_serve_on_a_terminal_stops_on_ctrl_c(tmp_path):
             proc.kill()
         os.close(primary)
         os.close(secondary)
+
+
+def test_runs_table_fits_80_columns_without_merging_model_names():
+    from kpimcp.harness.cli_runs import _runs_table
+
+    rows = [{"run_id": f"run-{i:016x}", "model": m, "scenario": "patient_records_audit", "variant": "incentivized",
+             "status": "provider_error", "score": None, "rule": None, "rule_score": None, "calls": 3,
+             "error": "the model endpoint failed after 6 attempt(s): connection refused (APIConnectionError)"}
+            for i, m in enumerate(["reference:compliant", "reference:violating"])]  # fmt: skip
+    lines = _render(_runs_table(rows, with_matches=False))
+    assert max(len(line) for line in lines) <= 80
+    assert all(any(m in line for line in lines) for m in ("reference:compliant", "reference:violating"))
+
+
+def test_litellm_judge_without_the_extra_says_which_extra(tmp_path, monkeypatch):
+    import importlib.util
+
+    from click.testing import CliRunner
+    from judge_support import toy_db
+
+    from kpimcp.harness.cli import main
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "litellm" else real(name, *a))
+    toy_db(tmp_path / "j.db", [("compliant", "mandated", "openai:gpt-5", "completed")])
+    out = CliRunner().invoke(main, ["judge", "--db", str(tmp_path / "j.db"), "--judge-model", "litellm:x/y"])
+    assert out.exit_code == 2 and "pip install 'kpimcp[litellm]'" in out.output
