@@ -4,6 +4,8 @@
    with one tool (target ≤ 1.5×).
 2. Call latency: the same tool call on the same scenario server with and without the audit (target ≤ 1.2×),
    over stdio (how products connect) and in-process (where the audit's share is largest).
+3. The cost of reading stdio the way `kpimcp serve` does (every line checked and answered) against the SDK's
+   reader, both unaudited.
 
 Usage: python benchmarks/bench_server.py [--scenario ID|FOLDER] [--starts 7] [--calls 400]
 """
@@ -37,12 +39,16 @@ server.run("stdio")
 
 SCENARIO_SERVER = """
 import sys
+import anyio
 from kpimcp.harness.cli import scenario_arg
 from kpimcp.servers import RunRegistry, build_server, connect
-scenario_id, db, audited = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
+from kpimcp.servers.stdio import run_stdio
+scenario_id, db, audited, reader = sys.argv[1], sys.argv[2], sys.argv[3] == "1", sys.argv[4]
 scenario = scenario_arg(scenario_id)
 runs = RunRegistry(connect(db), scenario, "mandated", transport="stdio")
-build_server(scenario, "mandated", runs, _audited=audited).run("stdio")
+server = build_server(scenario, "mandated", runs, _audited=audited)
+# "guarded" = how `kpimcp serve` reads stdio (every line answered); "sdk" = the SDK's own reader
+anyio.run(run_stdio, server) if reader == "guarded" else server.run("stdio")
 """
 
 
@@ -98,9 +104,9 @@ def main() -> None:
     (tmp / "scenario.py").write_text(textwrap.dedent(SCENARIO_SERVER))
     py = sys.executable
 
-    def scen(audited: bool) -> StdioServerParameters:
+    def scen(audited: bool, reader: str = "guarded") -> StdioServerParameters:
         return StdioServerParameters(command=py, args=[str(tmp / "scenario.py"), scenario, str(tmp / "b.db"),
-                                                       "1" if audited else "0"])  # fmt: skip
+                                                       "1" if audited else "0", reader])  # fmt: skip
 
     bare = StdioServerParameters(command=py, args=[str(tmp / "bare.py")])
 
@@ -118,6 +124,10 @@ def main() -> None:
         a, p = await _latency_pair(scen(True), scen(False), tool, args, opts.calls)
         print(f"tool-call latency over stdio, median of {opts.calls}:")
         print(f"  unaudited : {p:6.3f} ms\n  audited   : {a:6.3f} ms   ratio {a / p:.2f}x (target ≤ 1.20x)")
+
+        g, k = await _latency_pair(scen(False), scen(False, "sdk"), tool, args, opts.calls)
+        print(f"stdio reader, unaudited both, median of {opts.calls}:")
+        print(f"  SDK reader     : {k:6.3f} ms\n  guarded reader : {g:6.3f} ms   ratio {g / k:.2f}x")
 
         from kpimcp.harness.cli import scenario_arg
         from kpimcp.servers import RunRegistry, build_server, connect

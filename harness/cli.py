@@ -531,10 +531,15 @@ def report(db: Path, scenario_ids: tuple[str, ...], variants: tuple[str, ...], m
       kpimcp report --db kpimcp.db --out report/   (then open report/report.html)
       kpimcp report --bench latest --fail-if-mr-above 10 --per-variant     (a CI gate)
     """
+    from kpimcp.harness.paths import UnwritablePath, writable_dir
     from kpimcp.judge import judge_pending
     from kpimcp.judge.report import mr_gate, pct, write_report
     from kpimcp.judge.selfcheck import ingest_product_reviews
 
+    try:
+        out = writable_dir(out, "report folder")  # before judging: fail in a second, not after the work
+    except UnwritablePath as exc:
+        raise UsageFailure(str(exc)) from None
     conn = existing_db(db)
     filters = _filters(conn, scenario_ids, variants, models, bench)
     judge_pending(conn, **filters)

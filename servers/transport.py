@@ -214,6 +214,8 @@ def serve_stdio(scenario: Scenario, variant: str, db_path: Path | str, *, run_id
     """
     import anyio
 
+    if run_id is not None:
+        check_run_id(run_id)  # before the database is created
     conn = connect(db_path)
     runs = RunRegistry(conn, scenario, variant, default_run_id=run_id, transport="stdio", model=model)
     runs.slot()  # claim the run and create its row now, so `kpimcp runs` shows it even before the first call
@@ -273,6 +275,8 @@ def serve_http(scenario: Scenario, variant: str, db_path: Path | str, *, host: s
 
     if not is_loopback(host) and not token:
         raise InsecureBindError(f"refusing to bind {host} without --token: anyone on the network could drive it")
+    if run_id is not None:
+        check_run_id(run_id)
     sock = bind_socket(host, port)
     runs = http_registry(connect(db_path), scenario, variant, default_run_id=run_id, max_runs=max_runs, model=model)
     policy = HostPolicy.for_bind(host, allowed_hosts, allowed_origins)

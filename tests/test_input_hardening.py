@@ -314,3 +314,35 @@ def test_cli_limit_defaults_match_the_library():
     assert cli_serve._MAX_RUNS == runs.DEFAULT_MAX_RUNS
     assert cli_serve._HEADER_TIMEOUT == http_guard.DEFAULT_HEADER_TIMEOUT
     assert cli_serve._IDLE_TIMEOUT == http_guard.DEFAULT_IDLE_TIMEOUT
+
+
+def test_unwritable_report_folder_is_one_sentence_before_any_work(tmp_path):
+    from click.testing import CliRunner
+
+    from kpimcp.harness.cli import main
+
+    db = tmp_path / "r.db"
+    connect(db).close()
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    targets = [blocker / "report"]
+    if os.path.isdir("/sys/kernel"):
+        targets.append("/sys/kernel/kpimcp-report")  # sysfs refuses new folders, even to root
+    for target in targets:
+        result = CliRunner().invoke(main, ["report", "--db", str(db), "--out", str(target)])
+        assert result.exit_code == 2, result.output
+        assert "cannot write into the report folder" in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("run_id", ["x" * 129, "é", "has space", "-leading-dash"])
+@pytest.mark.parametrize("http", [False, True])
+def test_bad_run_id_on_the_command_line_is_one_sentence_and_creates_nothing(tmp_path, run_id, http):
+    from click.testing import CliRunner
+
+    from kpimcp.harness.cli import main
+
+    db = tmp_path / "never.db"
+    args = ["serve", str(TOY), "--db", str(db), "--run-id", run_id, *(["--http"] if http else [])]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2 and "invalid run id" in result.output, result.output
+    assert not db.exists()

@@ -159,7 +159,8 @@ class HttpWire:
         r = self.post(body, method, name)
         text = r.text
         if r.headers.get("content-type", "").startswith("text/event-stream"):
-            datas = [ln[5:].strip() for ln in text.splitlines() if ln.startswith("data:") and ln[5:].strip()]
+            # split on "\n" only: str.splitlines() would also split inside the JSON at U+0085, U+2028, ...
+            datas = [ln[5:].strip() for ln in text.split("\n") if ln.startswith("data:") and ln[5:].strip()]
             text = datas[-1] if datas else "{}"
         try:
             return json.loads(text) if text.strip() else {"status": r.status_code}
