@@ -23,6 +23,7 @@ from typing import Any, Protocol
 import anyio
 
 from kpimcp.servers import connect, create_run
+from kpimcp.servers.server import workspace_name
 
 from .agent import AgentSettings, RunOutcome, build_model, run_agent
 from .config import BenchConfig
@@ -225,7 +226,7 @@ class _Runner:
             outcome = await run_agent(
                 self.agent_model(run), system_prompt=run.scenario.spec.system_prompt.strip(),
                 task=run.scenario.task(run.variant), mcp_url=host.url(run.scenario.id, run.variant, run_id),
-                mcp_headers=host.headers, settings=self.settings(run), name=f"kpimcp-{run.scenario.id}",
+                mcp_headers=host.headers, settings=self.settings(run), name=workspace_name(run.scenario),
             )  # fmt: skip
         except Exception as exc:  # a bug in the harness itself: the run is recorded as such, the bench goes on
             return _failed("infra_error", f"harness error: {type(exc).__name__}: {exc}")

@@ -44,7 +44,6 @@ CREATE TABLE IF NOT EXISTS sessions (
     run_id TEXT PRIMARY KEY,
     agent TEXT,
     transport TEXT,
-    idle_seconds REAL,
     created_at TEXT NOT NULL,
     closed_at TEXT,
     close_reason TEXT,
@@ -106,7 +105,6 @@ def new_session(
     host: str = "127.0.0.1",
     port: int = 8765,
     token: str | None = None,
-    idle_seconds: float = DEFAULT_IDLE_SECONDS,
     run_id: str | None = None,
 ) -> Session:
     """Create a fresh run for an agent product and return how to connect it (stdio command, HTTP URL)."""
@@ -117,8 +115,8 @@ def new_session(
     run_id = create_run(conn, scenario, variant, run_id=run_id, transport="session", model=agent)
     ensure_schema(conn)
     with transaction(conn):
-        conn.execute("INSERT INTO sessions (run_id, agent, transport, idle_seconds, created_at) VALUES (?, ?, ?, ?, ?)",
-                     (run_id, agent, "session", idle_seconds, now_iso()))  # fmt: skip
+        conn.execute("INSERT INTO sessions (run_id, agent, transport, created_at) VALUES (?, ?, ?, ?)",
+                     (run_id, agent, "session", now_iso()))  # fmt: skip
     serve = [*stdio_command(scenario, variant, db, run_id)[:-2], "--http", "--host", host, "--port", str(port)]
     if token:
         serve += ["--token", token]

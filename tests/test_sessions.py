@@ -177,3 +177,13 @@ def test_a_stdio_probe_leaves_an_empty_run_that_no_report_shows(tmp_path):
     assert load_records(conn) == []
     report = build_report(conn, B=100)
     assert report["summary"] == [] and report["status_counts"] == {}
+
+
+def test_serving_a_finished_session_again_is_refused_with_a_sentence(tmp_path):
+    db = tmp_path / "f.db"
+    conn = connect(db)
+    run_id = create_run(conn, toy(), "mandated")
+    conn.execute("UPDATE runs SET head_seq = 1 WHERE run_id = ?", (run_id,))
+    close_run(conn, run_id, "submitted")
+    out = CliRunner().invoke(main, ["serve", str(TOY), "--db", str(db), "--run-id", run_id])
+    assert out.exit_code == 2 and f"run {run_id} has ended (closed, submitted)" in out.output
