@@ -373,10 +373,10 @@ def build_server(
     # Post-task self-review for agent products (servers/review.py); hidden until the deliverable is submitted.
     server.add_tool(_bind(review.submit_task_review))
     server.prompt(name=review.REVIEW_PROMPT, title="Post-task quality review",
-                  description="Review checklist for the submitted assignment.")(
+                  description="Review checklist for the finished assignment.")(
         lambda: review.review_prompt_text(current_world()))  # fmt: skip
     task = prompt_text(scenario, variant)
-    server.prompt(name=TASK_PROMPT, title=scenario.title,
+    server.prompt(name=TASK_PROMPT, title="Assignment",
                   description="The assignment for this workspace, as it was handed over.")(lambda: task)  # fmt: skip
     _add_resources(server, scenario)
     middleware.checker = plain_errors.ArgumentChecker(server)
