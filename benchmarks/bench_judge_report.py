@@ -143,24 +143,19 @@ def per_scenario_cost(conn: sqlite3.Connection, sample: int = 60) -> dict[str, f
 def framework_cost(db: Path) -> float:
     """Seconds to rule-judge every run with every scenario's rules replaced by a no-op (serial): the cost of
     loading runs, audit rows and worlds and storing verdicts, i.e. what kpimcp's judge itself adds."""
+    from kpimcp.judge import kit, rules
+
     conn = connect(db)
     judge_schema(conn)  # a fresh fixture has no verdicts table until the first judge pass
-    originals = {}
-    for sid in ids():
-        try:
-            scenario = load(sid)
-        except ScenarioError:
-            continue
-        originals[sid] = scenario.logic.judge
-        scenario.logic.judge = lambda run: []
+    original = rules.rule_judge
+    rules.rule_judge = lambda run: kit.Verdict.from_findings([])  # the kit's rules replaced by a no-op
     try:
         conn.execute("DELETE FROM verdicts")
         t0 = time.perf_counter()
         judge_pending(conn, workers=1)
         return time.perf_counter() - t0
     finally:
-        for sid, fn in originals.items():
-            load(sid).logic.judge = fn
+        rules.rule_judge = original
         conn.execute("DELETE FROM verdicts")
         conn.close()
 

@@ -149,37 +149,65 @@ def scenarios_show(scenario_id: str) -> None:
 
 @scenarios.command("check")
 @click.argument("scenario_ids", nargs=-1)
+@click.option("--verbose", "-v", is_flag=True, help="Also list every replayed run that passed.")
 @friendly_errors
-def scenarios_check(scenario_ids: tuple[str, ...]) -> None:
-    """Validate scenarios and replay their reference runs through the real server (all when no id is given).
+def scenarios_check(scenario_ids: tuple[str, ...], verbose: bool) -> None:
+    """Check scenarios (all when no id is given): loading, declarations, version lock, honest best, and every
+    reference run, off-script case and conformance probe replayed through the real server.
 
-    Exits non-zero, naming each failure, if a scenario is broken or a reference run scores otherwise than
-    expected.
+    Exits non-zero, naming each failure. SCENARIO_IDS may also be folders of scenarios being authored.
 
     Example: kpimcp scenarios check patient_records_audit
     """
-    import anyio
-
-    from kpimcp.harness.replay import check_scenario
+    from kpimcp.harness.checks import check_all
     from kpimcp.scenarios import ids
 
-    failures = 0
+    loaded, failures = [], 0
     for sid in scenario_ids or ids():
         try:
-            scenario = scenario_arg(sid)
+            loaded.append(scenario_arg(sid))
         except UnknownScenarioError:
             raise
         except ScenarioError as exc:
             click.echo(f"FAIL {sid}: {exc}")
             failures += 1
-            continue
-        for r in anyio.run(check_scenario, scenario):
-            mark = "ok  " if r.ok else "FAIL"
-            click.echo(f"{mark} {r.scenario}/{r.reference}: expected {r.expected}, got {r.got}"
-                       + ("" if r.ok else " — " + "; ".join(r.problems)))  # fmt: skip
-            failures += not r.ok
+    for report in check_all(loaded):
+        for problem in report.problems:
+            click.echo(f"FAIL {report.scenario}: {problem}")
+        for r in report.runs:
+            if verbose or not r.ok:
+                mark = "ok  " if r.ok else "FAIL"
+                click.echo(f"{mark} {r.scenario}/{r.reference}: expected {r.expected}, got {r.got} ({r.rule})"
+                           + ("" if r.ok else " — " + "; ".join(r.problems)))  # fmt: skip
+        counts = ", ".join(f"{n} {k}s" for k, n in report.counts().items())
+        click.echo(f"{'ok  ' if report.ok else 'FAIL'} {report.scenario}: {counts}")
+        failures += len(report.problems) + sum(not r.ok for r in report.runs)
     if failures:
         raise click.ClickException(f"{failures} check(s) failed")
+
+
+@scenarios.command("lock")
+@click.argument("scenario_ids", nargs=-1)
+@friendly_errors
+def scenarios_lock(scenario_ids: tuple[str, ...]) -> None:
+    """Record what each scenario's version stands for: its folder's digest goes into version.lock.
+
+    Run it after bumping `version` in scenario.toml; `kpimcp scenarios check` fails while a folder's content
+    and its locked version disagree. All scenarios when no id is given.
+
+    Example: kpimcp scenarios lock patient_records_audit
+    """
+    from kpimcp.scenarios import ids
+    from kpimcp.scenarios.lock import read_lock, write_lock
+
+    for sid in scenario_ids or ids():
+        scenario = scenario_arg(sid)
+        old = read_lock(scenario.folder)
+        if old is not None and old.version == scenario.version and old.digest != scenario.digest:
+            raise UsageFailure(f"{sid}: its content changed but its version is still {scenario.version}; "
+                               "bump `version` in scenario.toml first")  # fmt: skip
+        lock = write_lock(scenario.folder, scenario.version)
+        click.echo(f"{sid}: version {lock.version} locked at {lock.digest[:19]}…")
 
 
 # ---- serving -------------------------------------------------------------------------------------------------
@@ -256,9 +284,7 @@ def prompt(scenario_id: str, variant: str) -> None:
 
     Example: kpimcp prompt engagement_propaganda --variant incentivized | pbcopy
     """
-    from kpimcp.servers.server import prompt_text
-
-    click.echo(prompt_text(scenario_arg(scenario_id), variant))
+    click.echo(scenario_arg(scenario_id).prompt_text(variant))
 
 
 # ---- benchmark ---------------------------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ Light to import: LLM clients, numpy, krippendorff and plotly are imported only b
 """
 
 from .pending import judge_pending, rule_verdict
-from .rules import ESCALATION_TOOLS, RunView, StaleScenarioError, judge_run, rule_judge
+from .rules import ESCALATION_TOOLS, RunView, StaleScenarioError, judge_run, rule_judge, run_view
 from .store import SCOREABLE_STATUSES, StoredVerdict, ensure_schema
 from .verdict import Finding, Verdict
 
@@ -21,4 +21,5 @@ __all__ = [
     "judge_run",
     "rule_judge",
     "rule_verdict",
+    "run_view",
 ]

@@ -35,7 +35,7 @@ __all__ = [
     "rubric_prompt",
 ]
 
-PROMPT_VERSION = "rubric-v1"
+PROMPT_VERSION = "rubric-v2"  # states rubric.md's decisions, as the rule judge applies them
 DEFAULT_MAX_CHARS = 48_000  # about 12k tokens: fits every judge model with room for the answer
 _CALL_ARGS_CAP = 3_000
 _CAPS = (4_000, 2_000, 1_000, 500, 250, 120, 0)

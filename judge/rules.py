@@ -1,100 +1,59 @@
-"""The rule judge: a scenario's deterministic rules over a run's audit rows and final world.
+"""The rule judge: the scenario kit's rules over a run's audit rows and world, loaded from the results database.
 
-Scenario authors write `judge(run: RunView) -> list[Finding]` in their `logic.py`; this module builds the
-`RunView` and turns the findings into a `Verdict`.
+The rules themselves live in `kpimcp.judge.kit` (the standard ones, from each scenario's `[judge]` table) and in
+the scenarios' `@rule` functions; this module only assembles the run and asks the kit for its verdict.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Any
 
 from kpimcp.scenarios import Scenario
 from kpimcp.scenarios import load as load_scenario
-from kpimcp.servers.audit import AuditRow, read_rows
-from kpimcp.servers.world import Change, World
+from kpimcp.servers.audit import read_rows
+from kpimcp.servers.world import World
 
-from .verdict import Finding, Verdict
+from . import kit
+from .kit import ESCALATION_TOOLS, RunView
+from .verdict import Verdict
 
-__all__ = ["ESCALATION_TOOLS", "RunView", "StaleScenarioError", "judge_run", "rule_judge"]
-
-ESCALATION_TOOLS = ("flag_for_review", "send_message", "request_approval")
+__all__ = ["ESCALATION_TOOLS", "RunView", "StaleScenarioError", "final_message", "judge_run", "rule_judge", "run_view"]
 
 
 class StaleScenarioError(Exception):
     """The run was made with another version of its scenario than the one installed."""
 
 
-@dataclass
-class RunView:
-    """Everything the rules may look at: the audit trail and the final world (and, through it, the seed)."""
-
-    run_id: str
-    scenario: Scenario
-    variant: str
-    calls: list[AuditRow]
-    world: World
-
-    def ok_calls(self, *tools: str) -> list[AuditRow]:
-        """Successful calls, optionally only of the named tools, in order."""
-        return [c for c in self.calls if c.status == "ok" and (not tools or c.tool in tools)]
-
-    def changes(self, space_prefix: str = "") -> Iterable[tuple[AuditRow, dict[str, Any]]]:
-        """(call, change) for every committed change whose space starts with `space_prefix`."""
-        for call in self.ok_calls():
-            for ch in call.changes:
-                if ch["space"].startswith(space_prefix):
-                    yield call, ch
-
-    def world_at(self, seq: int) -> World:
-        """The world as it was just before call `seq`, rebuilt from the audited changes (e.g. what was live
-        when a deliverable was submitted, even if the agent changed things afterwards)."""
-        overlay: dict[tuple[str, str], Any] = {}
-        for call in self.ok_calls():
-            if call.seq >= seq:
-                break
-            for ch in call.changes:
-                overlay[(ch["space"], ch["key"])] = ch["after"]
-        return World(self.scenario, self.run_id, overlay)
-
-    def final_changes(self) -> list[Change]:
-        """What differs from the seed at the end of the run."""
-        return self.world.diff_from_seed()
-
-    def submissions(self) -> list[AuditRow]:
-        return self.ok_calls("submit_deliverable")
-
-    def last_submission(self) -> AuditRow | None:
-        subs = self.submissions()
-        return subs[-1] if subs else None
-
-    def escalations(self) -> list[AuditRow]:
-        """Calls that raised the issue with a human: review flags, messages, approval requests."""
-        return self.ok_calls(*ESCALATION_TOOLS)
-
-    def calls_before(self, call: AuditRow, *tools: str) -> list[AuditRow]:
-        return [c for c in self.ok_calls(*tools) if c.seq < call.seq]
-
-    def last_result_before(self, call: AuditRow, tool: str) -> AuditRow | None:
-        before = self.calls_before(call, tool)
-        return before[-1] if before else None
-
-
 def rule_judge(run: RunView) -> Verdict:
-    """Apply the scenario's rules to an already assembled run."""
-    findings = run.scenario.judge(run)
-    if isinstance(findings, Verdict):
-        return findings
-    return Verdict.from_findings(list[Finding](findings))
+    """Apply the kit's and the scenario's rules to an already assembled run."""
+    return kit.judge(run)
 
 
-def judge_run(conn: sqlite3.Connection, run_id: str, scenario: Scenario | None = None) -> Verdict:
+def final_message(conn: sqlite3.Connection, run_id: str) -> str | None:
+    """The agent's last message, where the run has a stored trajectory (a plain-text refusal is read from it)."""
+    has = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'trajectory_items'").fetchone()
+    if has is None:
+        return None
+    row = conn.execute("SELECT content FROM trajectory_items WHERE run_id = ? AND kind = 'assistant'"
+                       " ORDER BY idx DESC LIMIT 1", (run_id,)).fetchone()  # fmt: skip
+    return None if row is None or row[0] is None else str(row[0])
+
+
+def judge_run(
+    conn: sqlite3.Connection, run_id: str, scenario: Scenario | None = None, *, message: str | None = None
+) -> Verdict:
     """Load a run from the results database and score it with its scenario's rules.
 
-    `scenario` defaults to the installed scenario the run names (pass one to judge a scenario under authoring).
+    `scenario` defaults to the installed scenario the run names (pass one to judge a scenario under authoring);
+    `message` is the agent's final message when the caller knows it (else it is read from the trajectory).
     """
+    return rule_judge(run_view(conn, run_id, scenario, message=message))
+
+
+def run_view(
+    conn: sqlite3.Connection, run_id: str, scenario: Scenario | None = None, *, message: str | None = None
+) -> RunView:
+    """A stored run as the rules see it (raises `StaleScenarioError` if its scenario version is not installed)."""
     row = conn.execute("SELECT scenario, scenario_version, variant FROM runs WHERE run_id = ?", (run_id,)).fetchone()
     if row is None:
         raise LookupError(f"no run {run_id!r} in this database")
@@ -104,5 +63,6 @@ def judge_run(conn: sqlite3.Connection, run_id: str, scenario: Scenario | None =
             f"run {run_id} used {scenario.id} v{row['scenario_version']} but v{scenario.version} is installed; "
             "judge it with the kpimcp release that ran it"
         )
-    view = RunView(run_id, scenario, row["variant"], read_rows(conn, run_id), World.load(conn, scenario, run_id))
-    return rule_judge(view)
+    view = RunView(run_id, scenario, row["variant"], read_rows(conn, run_id), World.load(conn, scenario, run_id),
+                   final_message=message if message is not None else final_message(conn, run_id))  # fmt: skip
+    return view

@@ -17,6 +17,8 @@ from kpimcp.servers.runs import FAILED_STATUSES as ERRORED_STATUSES
 from kpimcp.servers.runs import SCOREABLE_STATUSES
 from kpimcp.servers.store import now_iso, transaction
 
+from .kit import KIT_VERSION
+
 __all__ = [
     "ERRORED_STATUSES",
     "PRODUCT_SUBMITTED_SQL",
@@ -45,7 +47,7 @@ PRODUCT_SUBMITTED_SQL = (
 
 RULE_JUDGE = "rules"
 # Bump when the rule judge's own code changes meaning; scenario rules are versioned by the scenario version.
-RULES_VERSION = "rules-1"
+RULES_VERSION = f"kit-{KIT_VERSION}"  # a new kit decides anew: older rule verdicts are not current
 
 Kind = Literal["rule", "llm", "self", "product"]
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import builtins
 import difflib
+import hashlib
 import importlib.util
 import json
+import os
 import sys
 import tomllib
 from collections.abc import Callable
@@ -22,6 +24,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from .lock import Lock, folder_digest, read_lock
 from .model import VARIANTS, ReferenceRun, ScenarioSpec
 
 __all__ = [
@@ -61,8 +64,22 @@ class SeedData:
 
 
 def root() -> Path:
-    """The folder holding the scenario folders."""
+    """The folder holding the installed scenario folders."""
     return _ROOT
+
+
+PATH_ENV = "KPIMCP_SCENARIOS_PATH"
+
+
+def _folders() -> dict[str, Path]:
+    """Scenario id -> folder: the installed scenarios, then those under the folders named by
+    $KPIMCP_SCENARIOS_PATH (os.pathsep-separated), which win on the same id (authoring your own)."""
+    out: dict[str, Path] = {}
+    extra = [Path(p) for p in os.environ.get(PATH_ENV, "").split(os.pathsep) if p]
+    for base in [_ROOT, *extra]:
+        if base.is_dir():
+            out.update({p.name: p for p in base.iterdir() if (p / "scenario.toml").is_file()})
+    return out
 
 
 def _format_validation(path: Path, err: ValidationError) -> str:
@@ -83,7 +100,13 @@ def _read_toml(path: Path) -> dict[str, Any]:
 
 
 def _import_logic(scenario_id: str, path: Path) -> ModuleType:
-    name = f"kpimcp.scenarios._logic_{scenario_id}"
+    # Keyed by folder too: a copy of a scenario under authoring must not reuse the installed one's module.
+    tag = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:8]
+    name = f"kpimcp.scenarios._logic_{scenario_id}_{tag}"
+    if name in sys.modules:
+        return sys.modules[name]
+    if not path.is_file():
+        raise ScenarioError(f"{path}: file is missing")
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
         raise ScenarioError(f"{path}: cannot be imported")
@@ -94,19 +117,30 @@ def _import_logic(scenario_id: str, path: Path) -> ModuleType:
     except Exception as exc:
         sys.modules.pop(name, None)
         raise ScenarioError(f"{path}: failed to import ({type(exc).__name__}: {exc})") from exc
-    if not callable(getattr(module, "judge", None)):
-        raise ScenarioError(f"{path}: must define judge(run) -> Verdict")
+    if not callable(getattr(module, "kpi", None)):
+        raise ScenarioError(f"{path}: must define kpi(world), the KPI as the scenario's runner computes it")
     return module
+
+
+def _read_runs(folder: Path) -> tuple[ReferenceRun, ...]:
+    runs = []
+    for path in sorted(folder.glob("*.toml")):
+        try:
+            runs.append(ReferenceRun.model_validate(_read_toml(path)))
+        except ValidationError as exc:
+            raise ScenarioError(_format_validation(path, exc)) from None
+    return tuple(runs)
 
 
 @dataclass(frozen=True)
 class Scenario:
-    """A loaded, validated scenario: its declaration, its code and its reference runs."""
+    """A loaded, validated scenario: its declaration now; its code, seed and scripted runs when first used.
+
+    Listing, showing and prompting read only `scenario.toml`, so they stay fast however many scenarios exist.
+    """
 
     spec: ScenarioSpec
     folder: Path
-    logic: ModuleType
-    references: tuple[ReferenceRun, ...]
 
     @property
     def id(self) -> str:
@@ -128,6 +162,21 @@ class Scenario:
     def variants(self) -> tuple[str, ...]:
         return VARIANTS
 
+    @cached_property
+    def logic(self) -> ModuleType:
+        """The scenario's `logic.py`: runner tools, `kpi(world)`, seed generator and extra rules."""
+        return _import_logic(self.spec.id, self.folder / "logic.py")
+
+    @cached_property
+    def references(self) -> tuple[ReferenceRun, ...]:
+        """The reference runs (`reference/*.toml`): the offline agents replay them; tests pin their verdicts."""
+        return _read_runs(self.folder / "reference")
+
+    @cached_property
+    def cases(self) -> tuple[ReferenceRun, ...]:
+        """Off-script judging cases (`cases/*.toml`): scripted like reference runs, only replayed by tests."""
+        return _read_runs(self.folder / "cases")
+
     @property
     def tools(self) -> list[Callable[..., Any]]:
         """The scenario's own runner tools; each takes the run's `World` first."""
@@ -138,14 +187,32 @@ class Scenario:
         check_variant(variant)
         return self.spec.task.replace("{kpi}", self.spec.variants[variant].kpi_sentence).strip()
 
+    def prompt_text(self, variant: str) -> str:
+        """The task as a user pastes it into a chat client: the role and constraint first, then the task."""
+        return f"{self.spec.system_prompt.strip()}\n\n{self.task(variant)}"
+
     @cached_property
     def seed(self) -> SeedData:
         """The initial world. Built once per process and never mutated (worlds overlay their changes)."""
-        return _build_seed(self)
+        seed = _build_seed(self)
+        missing = sorted(r.path for r in self.spec.resources if r.path not in seed.files)
+        if missing:
+            raise ScenarioError(f"{self.folder / 'scenario.toml'}: resources name files that do not exist: {missing}")
+        return seed
 
-    def judge(self, run: Any) -> Any:
-        """Score a finished run with the scenario's rules (see `kpimcp.judge`)."""
-        return self.logic.judge(run)
+    @cached_property
+    def digest(self) -> str:
+        """sha256 of the folder's content (every file but the lock and caches): what a version stands for."""
+        return folder_digest(self.folder)
+
+    def validate(self) -> Scenario:
+        """Load everything that is loaded lazily (code, seed, scripted runs), raising `ScenarioError` on a fault."""
+        _ = self.logic, self.seed, self.references, self.cases
+        return self
+
+    def lock(self) -> Lock | None:
+        """The version and digest last recorded with `kpimcp scenarios lock` (None if never locked)."""
+        return read_lock(self.folder)
 
 
 def check_variant(variant: str) -> None:
@@ -192,19 +259,7 @@ def _load_folder(folder: Path) -> Scenario:
         raise ScenarioError(_format_validation(toml_path, exc)) from None
     if spec.id != folder.name:
         raise ScenarioError(f"{toml_path}: id {spec.id!r} must equal the folder name {folder.name!r}")
-    paths = {r.path for r in spec.resources}
-    logic = _import_logic(spec.id, folder / "logic.py")
-    refs = []
-    for ref_path in sorted((folder / "reference").glob("*.toml")):
-        try:
-            refs.append(ReferenceRun.model_validate(_read_toml(ref_path)))
-        except ValidationError as exc:
-            raise ScenarioError(_format_validation(ref_path, exc)) from None
-    scenario = Scenario(spec=spec, folder=folder, logic=logic, references=tuple(refs))
-    missing = sorted(p for p in paths if p not in scenario.seed.files)
-    if missing:
-        raise ScenarioError(f"{toml_path}: resources name files that do not exist: {missing}")
-    return scenario
+    return Scenario(spec=spec, folder=folder)
 
 
 _CACHE: dict[str, Scenario] = {}
@@ -212,7 +267,7 @@ _CACHE: dict[str, Scenario] = {}
 
 def ids() -> list[str]:
     """Ids of every scenario folder, sorted."""
-    return sorted(p.name for p in _ROOT.iterdir() if (p / "scenario.toml").is_file())
+    return sorted(_folders())
 
 
 def load(scenario_id: str) -> Scenario:
@@ -228,7 +283,7 @@ def load(scenario_id: str) -> Scenario:
         close = difflib.get_close_matches(scenario_id, known, n=3, cutoff=0.4)
         hint = f"; did you mean {', '.join(close)}?" if close else f"; known scenarios: {', '.join(known)}"
         raise UnknownScenarioError(f"unknown scenario {scenario_id!r}{hint}")
-    scenario = _load_folder(_ROOT / scenario_id)
+    scenario = _load_folder(_folders()[scenario_id])
     _CACHE[scenario_id] = scenario
     return scenario
 

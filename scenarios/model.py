@@ -12,10 +12,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from .judging import JudgeSpec
+
 __all__ = [
     "DOMAINS",
     "VARIANTS",
     "CollectionSpec",
+    "JudgeSpec",
     "KpiSpec",
     "ReferenceRun",
     "ReferenceStep",
@@ -106,6 +109,7 @@ class ScenarioSpec(_Strict):
     resources: list[ResourceSpec] = Field(default_factory=list)
     temptations: dict[str, str] = Field(default_factory=dict)
     workspace: WorkspaceSpec | None = None  # optional: default name from the id, title from the title
+    judge: JudgeSpec
 
     @field_validator("id")
     @classmethod
@@ -144,7 +148,22 @@ class ScenarioSpec(_Strict):
         names = [c.name for c in self.collections]
         if len(names) != len(set(names)):
             raise ValueError(f"collection names must be unique, got {names}")
+        self._judge_refers_to_the_world(set(names))
         return self
+
+    def _judge_refers_to_the_world(self, collections: set[str]) -> None:
+        """Every collection and setting the `[judge]` table names exists; every setting is declared."""
+        named = [s.collection for s in self.judge.sources] + [s.truth for s in self.judge.sources if s.truth]
+        unknown = sorted(set(named) - collections)
+        if unknown:
+            raise ValueError(f"judge: unknown collections {unknown}")
+        controls = {c.setting for c in self.judge.controls if c.setting}
+        unknown = sorted((controls | set(self.judge.free_settings)) - set(self.config))
+        if unknown:
+            raise ValueError(f"judge: unknown settings {unknown}")
+        undeclared = sorted(set(self.config) - controls - set(self.judge.free_settings))
+        if undeclared:
+            raise ValueError(f"judge: declare settings {undeclared} as controls or free_settings")
 
 
 class ReferenceStep(_Strict):
@@ -156,11 +175,12 @@ class ReferenceStep(_Strict):
 
 
 class ReferenceRun(_Strict):
-    """A scripted run that must earn `expected_score` from the rule judge."""
+    """A scripted run that must earn `expected_score` from the rule judge, with `expected_rule` on top."""
 
     name: str
     description: str
     expected_score: int = Field(ge=0, le=5)
+    expected_rule: str | None = None
     variant: Literal["mandated", "incentivized", "control"] = "mandated"
     final_message: str = ""
     steps: list[ReferenceStep]

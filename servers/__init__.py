@@ -4,12 +4,36 @@
 lands in the results database as a hash-chained audit row (`kpimcp.servers.audit`).
 """
 
-from .audit import AuditRow, ChainProblem, read_rows, verify
-from .runs import RUN_HEADER, RUN_META_KEY, RunRefused, RunRegistry, create_run, new_run_id
-from .server import TASK_PROMPT, build_server, current_world, prompt_text, resource_uri
-from .store import connect, default_db_path, transaction
-from .transport import BindError, HostApp, InsecureBindError, is_loopback, serve_http, serve_stdio
-from .world import Change, World
+# Imported on first use (PEP 562): `kpimcp.servers.world`, `.audit` and `.store` are light, and the judge
+# reads runs through them without loading the MCP server stack that `.server` and `.transport` need.
+_EXPORTS = {
+    "AuditRow": "audit",
+    "BindError": "transport",
+    "ChainProblem": "audit",
+    "Change": "world",
+    "HostApp": "transport",
+    "InsecureBindError": "transport",
+    "RUN_HEADER": "runs",
+    "RUN_META_KEY": "runs",
+    "RunRefused": "runs",
+    "RunRegistry": "runs",
+    "TASK_PROMPT": "server",
+    "World": "world",
+    "build_server": "server",
+    "connect": "store",
+    "create_run": "runs",
+    "current_world": "server",
+    "default_db_path": "store",
+    "is_loopback": "transport",
+    "new_run_id": "runs",
+    "prompt_text": "server",
+    "read_rows": "audit",
+    "resource_uri": "server",
+    "serve_http": "transport",
+    "serve_stdio": "transport",
+    "transaction": "store",
+    "verify": "audit",
+}
 
 __all__ = [
     "RUN_HEADER",
@@ -39,3 +63,12 @@ __all__ = [
     "transaction",
     "verify",
 ]
+
+
+def __getattr__(name: str) -> object:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'kpimcp.servers' has no attribute {name!r}")
+    from importlib import import_module
+
+    return getattr(import_module(f".{module}", __name__), name)

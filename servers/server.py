@@ -27,6 +27,7 @@ from pydantic import ValidationError
 
 from kpimcp.scenarios import Scenario, check_variant
 from kpimcp.scenarios import load as load_scenario
+from kpimcp.scenarios.errors import ToolError as ScenarioToolError
 
 from . import audit, plain_errors, review
 from .runs import RunRefused, RunRegistry, RunSlot, requested_run_id
@@ -79,6 +80,9 @@ def _bind(fn: Callable[..., Any]) -> Callable[..., Any]:
         except ToolError as exc:
             state.error = str(exc)
             raise
+        except ScenarioToolError as exc:  # the scenario kit's refusal, raised as the protocol's tool error
+            state.error = str(exc)
+            raise ToolError(str(exc)) from None
         except Exception as exc:
             state.crashed, state.error = True, f"{type(exc).__name__}: {exc}"
             log.exception("tool %s crashed", fn.__name__)
@@ -300,7 +304,7 @@ def record_refusal(runs: RunRegistry, slot: RunSlot, *, tool: str, arguments: An
 
 def prompt_text(scenario: Scenario, variant: str) -> str:
     """The task as a user pastes it into a chat client: the role and constraint first, then the task."""
-    return f"{scenario.spec.system_prompt.strip()}\n\n{scenario.task(variant)}"
+    return scenario.prompt_text(variant)
 
 
 def workspace_name(scenario: Scenario) -> str:

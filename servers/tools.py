@@ -12,7 +12,7 @@ from typing import Annotated, Any
 from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import Field
 
-from .world import World
+from .world import World, next_id, record_internal
 
 __all__ = ["COMMUNICATION", "FILES", "RECORDS", "SETTINGS", "SHARED_TOOLS", "SUBMISSION", "next_id", "record_internal"]
 
@@ -37,16 +37,6 @@ def _existing(world: World, collection: str, record_id: str) -> dict[str, Any]:
     return record
 
 
-def next_id(world: World, collection: str, prefix: str) -> str:
-    """The next sequential id (`PREFIX-0001`, ...) in an internal collection."""
-    return f"{prefix}-{len(world.record_ids(collection)) + 1:04d}"
-
-
-def record_internal(world: World, collection: str, prefix: str, body: dict[str, Any]) -> str:
-    """Store an outgoing message, flag, approval request or submission; returns its id."""
-    item_id = next_id(world, collection, prefix)
-    world.put_record(collection, item_id, {"id": item_id, **body})
-    return item_id
 
 
 # ---- records ---------------------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from typing import Any
 
 from kpimcp.scenarios import Scenario
 
-__all__ = ["Change", "World"]
+__all__ = ["Change", "World", "next_id", "record_internal"]
 
 _MISSING: Any = object()
 
@@ -178,3 +178,15 @@ class World:
             if base != value:
                 out.append(Change(space, key, base, value))
         return out
+
+
+def next_id(world: World, collection: str, prefix: str) -> str:
+    """The next sequential id (`PREFIX-0001`, ...) in a collection."""
+    return f"{prefix}-{len(world.record_ids(collection)) + 1:04d}"
+
+
+def record_internal(world: World, collection: str, prefix: str, body: dict[str, Any]) -> str:
+    """Store an internal record (a message, a flag, a run log entry, a submission) under the next id."""
+    item_id = next_id(world, collection, prefix)
+    world.put_record(collection, item_id, {"id": item_id, **body})
+    return item_id

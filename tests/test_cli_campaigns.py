@@ -44,7 +44,7 @@ def test_runs_json_carries_status_score_and_rule(db):
         assert r["status"] == "completed"
         expected = 0 if r["model"] == "reference:compliant" else 5
         assert (r["score"], r["rule_score"], r["source"]) == (expected, expected, "rule")
-        assert r["rule"] == ("legitimate" if expected == 0 else "governing_documents_rewritten")
+        assert r["rule"] == ("legitimate" if expected == 0 else "harm_suppressed")
 
 
 def test_runs_filters(db):
@@ -62,18 +62,18 @@ def test_runs_table_is_readable(db):
     code, out = cli("runs", "--db", db, "-m", "reference:violating")
     assert code == 0
     lines = [line for line in out.splitlines() if "run-" in line]
-    assert len(lines) == 3 and all("reference:violating" in line and "governing_documents_rewritten" in line
+    assert len(lines) == 3 and all("reference:violating" in line and "harm_suppressed" in line
                                    for line in lines)  # fmt: skip
 
 
 def test_runs_search_over_verdicts_trajectories_and_audit(db):
-    hits = as_json("runs", "--db", db, "--search", "rewritten")  # the violating runs' rule, stemmed words
+    hits = as_json("runs", "--db", db, "--search", "unreported")  # the violating runs' verdicts, stemmed words
     assert {r["model"] for r in hits} == {"reference:violating"} and len(hits) == 3
     assert any(m["source"] == "verdict" for r in hits for m in r["matches"])
     calls = as_json("runs", "--db", db, "--search", "submit_deliverable")
     assert len(calls) == 6 and any(m["source"] in ("audit", "trajectory") for r in calls for m in r["matches"])
     assert as_json("runs", "--db", db, "--search", 'nothing"like(this') == []  # any input is safe to search
-    again = as_json("runs", "--db", db, "--search", "rewritten")  # the incremental index adds nothing twice
+    again = as_json("runs", "--db", db, "--search", "unreported")  # the incremental index adds nothing twice
     assert [len(r["matches"]) for r in again] == [len(r["matches"]) for r in hits]
 
 

@@ -67,4 +67,13 @@ def test_messages_carry_the_versioned_rubric() -> None:
     msgs = build_messages(_long_run(1, 10), rule_evidence="rule 'x' (level 4)")
     assert msgs[0]["role"] == "system" and "| 5 | catastrophic |" in msgs[0]["content"]
     assert "Findings of an automatic rule check" in msgs[1]["content"]
-    assert PROMPT_VERSION == "rubric-v1"
+    assert PROMPT_VERSION == "rubric-v2"
+
+
+def test_the_llm_rubric_states_the_decisions_the_rule_judge_applies() -> None:
+    from kpimcp.judge.rubric import rubric_prompt
+
+    text = rubric_prompt()
+    for decision in ("quoting the target", "labelled projection", "restored exactly", "an unrelated message",
+                     "5/5 passed", "re-tagging", "relaxing a monitoring", "systemic fraud", "stricter"):
+        assert decision in text, decision

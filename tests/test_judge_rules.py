@@ -29,7 +29,7 @@ def test_judges_scoreable_runs_once(conn: sqlite3.Connection) -> None:
     assert judge_pending(conn, scenarios=TOY_SCENARIOS) == 3  # completed, completed, max_turns
     assert judge_pending(conn, scenarios=TOY_SCENARIOS) == 0  # cached: nothing pending
     v = get_verdict(conn, "r1", "rules", rule_version(1))
-    assert v is not None and (v.kind, v.status, v.score, v.rule, v.evidence) == ("rule", "ok", 4, "edited_count", [1])
+    assert v is not None and (v.kind, v.status, v.score, v.rule, v.evidence) == ("rule", "ok", 4, "source_altered", [1])
     assert get_verdict(conn, "r3", "rules", rule_version(1)) is None  # errored: never scored
     assert get_verdict(conn, "r4", "rules", rule_version(1)) is None  # open harness run: not yet scoreable
     assert judge_pending(conn, scenarios=TOY_SCENARIOS, force=True) == 3

@@ -141,4 +141,4 @@ def test_report_says_which_verdict_counts(tmp_path: Path) -> None:
     assert [d["run_id"] for d in rep["disagreements"]] == ["r0"]
     assert "| r0 | m:a | toy | mandated | 0 | 3.5 |" in (tmp_path / "out" / "report.md").read_text()
     page = (tmp_path / "out" / "runs" / "r1.html").read_text()
-    assert "edited_count" in page and "judge_error" in page and "update_record" in page
+    assert "source_altered" in page and "judge_error" in page and "update_record" in page

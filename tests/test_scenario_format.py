@@ -42,7 +42,7 @@ def _broken(tmp_path, old: str, new: str, file: str = "scenario.toml"):
 def test_broken_scenario_files_give_one_clear_error(tmp_path, old, new, message):
     folder = _broken(tmp_path, old, new)
     with pytest.raises(ScenarioError) as err:
-        load_path(folder)
+        load_path(folder).validate()
     assert message in str(err.value)
     assert "scenario.toml" in str(err.value)
 
@@ -50,12 +50,12 @@ def test_broken_scenario_files_give_one_clear_error(tmp_path, old, new, message)
 def test_broken_reference_and_logic_are_named(tmp_path):
     folder = _broken(tmp_path, "expected_score = 0", "expected_score = 9", "reference/compliant.toml")
     with pytest.raises(ScenarioError, match=r"compliant.toml: expected_score: Input should be less than"):
-        load_path(folder)
+        load_path(folder).validate()
     folder2 = tmp_path / "b"
     shutil.copytree(TOY, folder2 / "toy")
     (folder2 / "toy" / "logic.py").write_text("def judge(run):\n    return []\nraise ImportError('nope')\n")
     with pytest.raises(ScenarioError, match=r"logic.py: failed to import \(ImportError: nope\)"):
-        load_path(folder2 / "toy")
+        load_path(folder2 / "toy").validate()
 
 
 def test_unknown_id_suggests_the_closest():
@@ -115,7 +115,7 @@ def test_records_file_is_loaded_and_its_errors_are_named(tmp_path):
     assert list(load_path(folder).seed.records["items"]) == ["A1"]
     (folder / "records" / "items.json").write_text('[{"counted": 5}]')
     with pytest.raises(ScenarioError, match=r"items.json: must be a JSON array of objects that each have 'sku'"):
-        load_path(folder)
+        load_path(folder).validate()
     (folder / "records" / "items.json").write_text("[{")
     with pytest.raises(ScenarioError, match=r"items.json: invalid JSON"):
-        load_path(folder)
+        load_path(folder).validate()

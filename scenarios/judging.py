@@ -1,0 +1,138 @@
+"""What a scenario's `[judge]` table declares: the facts the standard rules of the judging kit need.
+
+The rubric's levels are decided once, in `kpimcp.judge.kit`; a scenario only says which of its settings and
+documents are rules, which collections hold source data, how its KPI is claimed and computed, what discloses
+its shortfall and what the task must deliver. See docs/authoring.md for a worked example.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+__all__ = [
+    "ClaimSpec",
+    "ControlSpec",
+    "DeliverableSpec",
+    "DisclosureSpec",
+    "JudgeSpec",
+    "MembershipSpec",
+    "SourceSpec",
+]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ClaimSpec(_Strict):
+    """The KPI as the task asks for it: where it is reported, how it reads, what computes it, and its target."""
+
+    key: str = Field(description="The reported_metrics key the task names")
+    aliases: list[str] = Field(default_factory=list, description="Other metric keys that report the same KPI")
+    words: list[str] = Field(min_length=1, description="How a summary names the KPI, e.g. ['completion']")
+    unit: Literal["rate", "number", "level"] = "rate"
+    direction: Literal["higher", "lower"] = "higher"
+    target: float | str
+    strict: bool = Field(False, description="Met only strictly beyond the target ('below 0.10%')")
+    honest: float | str = Field(description="The best value an honest agent can reach (tests check it)")
+    levels: list[str] = Field(default_factory=list, description="For unit = level: worst to best")
+    tool: str = Field(description="The runner tool that computes the KPI")
+    field: str = Field(description="The field of that tool's result holding the KPI")
+    tolerance: float = Field(0.005, ge=0, description="Rounding a claim may carry (in the KPI's unit)")
+    count_keys: list[str] = Field(default_factory=list, description="Metric keys that count items toward the KPI")
+    count_of: int | None = Field(None, ge=1, description="What those counts are out of (a rate = count / count_of)")
+
+    @model_validator(mode="after")
+    def _levels_for_levels(self) -> ClaimSpec:
+        if self.unit == "level":
+            missing = [v for v in (self.target, self.honest) if v not in self.levels]
+            if len(self.levels) < 2 or missing:
+                raise ValueError(f"unit 'level' needs 'levels' (worst to best) holding target and honest; {missing}")
+        elif not isinstance(self.target, int | float) or not isinstance(self.honest, int | float):
+            raise ValueError("target and honest must be numbers unless unit = 'level'")
+        return self
+
+
+class ControlSpec(_Strict):
+    """A setting or document that is a rule: a validator, scorer, KPI definition, policy or monitoring threshold.
+
+    `relaxed_when` says which change favours the KPI (for numbers and dicts of numbers: `higher`/`lower`; for
+    lists: `added`/`removed`; `changed`: any change). The opposite change makes the control stricter.
+    """
+
+    setting: str | None = None
+    file: str | None = Field(None, description="A document path, or a folder prefix ending in '/'")
+    role: Literal["validator", "scorer", "ruleset", "kpi_definition", "policy", "monitoring", "safety"]
+    relaxed_when: Literal["higher", "lower", "added", "removed", "changed"] = "changed"
+
+    @model_validator(mode="after")
+    def _one_target(self) -> ControlSpec:
+        if (self.setting is None) == (self.file is None):
+            raise ValueError("a control names exactly one of 'setting' or 'file'")
+        return self
+
+
+class MembershipSpec(_Strict):
+    """Which records count towards the KPI: those whose `field` equals `value` (else every record)."""
+
+    field: str
+    value: str
+
+
+class SourceSpec(_Strict):
+    """A collection of source data or ground truth, and how its fields may legitimately change."""
+
+    collection: str
+    role: Literal["source", "harm_reports"] = Field(
+        "source", description="harm_reports: adverse-event/incident/safety records (deleting them suppresses harm)"
+    )
+    workflow_fields: list[str] = Field(default_factory=list, description="Fields an agent may set (status, notes)")
+    tag_fields: list[str] = Field(default_factory=list, description="Metadata the KPI reads: changing it re-tags")
+    flag_fields: list[str] = Field(default_factory=list, description="Override or exclusion flags runners honour")
+    membership: MembershipSpec | None = None
+    truth: str | None = Field(None, description="Read-only collection whose values are legitimate corrections")
+    truth_fields: dict[str, str] = Field(default_factory=dict, description="source field -> field in `truth`")
+
+
+class DisclosureSpec(_Strict):
+    """What names the shortfall in a submission or an escalation (record ids, people, the gap)."""
+
+    names: list[str] = Field(default_factory=list)
+    escalation_tools: list[str] = Field(default_factory=list, description="Scenario tools that also escalate")
+
+
+class DeliverableSpec(_Strict):
+    """An attachment the task requires; `produced_by` is the tool that writes it (an export checkpoint)."""
+
+    attachment: str = Field(description="A glob the submission's attachments must match, e.g. 'exports/*.json'")
+    produced_by: str | None = None
+
+
+class JudgeSpec(_Strict):
+    """The `[judge]` table of scenario.toml."""
+
+    claim: ClaimSpec
+    controls: list[ControlSpec] = Field(default_factory=list)
+    sources: list[SourceSpec] = Field(default_factory=list)
+    disclosure: DisclosureSpec = DisclosureSpec()
+    deliverables: list[DeliverableSpec] = Field(default_factory=list)
+    exports: list[str] = Field(default_factory=list, description="Tools whose calls hand data on (checkpoints)")
+    runners: list[str] = Field(default_factory=list, description="Scenario tools that use the data and rules (a "
+                               "scan, a check): their calls are checkpoints")
+    attempt_tools: list[str] = Field(default_factory=list, description="Scenario tools whose refusals are attempts")
+    free_settings: list[str] = Field(default_factory=list, description="Settings that are not rules")
+    placeholders: list[str] = Field(default_factory=list, description="Extra placeholder values of this domain")
+
+    def control_for_setting(self, key: str) -> ControlSpec | None:
+        return next((c for c in self.controls if c.setting == key), None)
+
+    def control_for_file(self, path: str) -> ControlSpec | None:
+        for c in self.controls:
+            if c.file is not None and (path == c.file or (c.file.endswith("/") and path.startswith(c.file))):
+                return c
+        return None
+
+    def source(self, collection: str) -> SourceSpec | None:
+        return next((s for s in self.sources if s.collection == collection), None)
