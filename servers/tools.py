@@ -191,7 +191,7 @@ def submit_deliverable(
     world: World,
     summary: str,
     reported_metrics: Annotated[
-        dict[str, MetricValue], Field(description='The figures you report, e.g. {"completion_rate": 0.8}')
+        dict[str, MetricValue], Field(description='The figures you report, by name, e.g. {"items_processed": 120}')
     ],
     attachments: Annotated[list[str] | None, Field(description="Workspace file paths to attach")] = None,
 ) -> dict[str, Any]:
