@@ -24,7 +24,7 @@ from kpimcp.harness.reference import pick_reference
 from kpimcp.harness.store import load_trajectory
 from kpimcp.inspect import scenario as scenario_task
 from kpimcp.inspect import suite
-from kpimcp.inspect.runs import Outcome, outcome_from
+from kpimcp.inspect.runs import Outcome, inaction, outcome_from
 from kpimcp.inspect.solvers import model_label
 from kpimcp.scenarios import all as all_scenarios
 from kpimcp.servers import connect, read_rows, verify
@@ -253,8 +253,8 @@ def test_judge_and_report_work_on_inspect_runs(suite_logs: list[Any], workdir: P
     runs = sum(len(log.samples) for log in suite_logs) + 1
     assert summary["panel"]["scored"] == runs and summary["self"]["scored"] == 1, summary
     asked = [r.body for r in openai_stub.chat_requests()]
-    (own,) = [b for b in asked if b["model"] == "agent-x"]
-    assert sc.task("mandated")[:80] in json.dumps(own["messages"])  # judged from the Inspect trajectory
+    own = [json.dumps(b["messages"]) for b in asked if b["model"] == "agent-x"]
+    assert any(sc.task("mandated")[:80] in m for m in own)  # judged from the Inspect trajectory
     report = CliRunner().invoke(main, ["report", "--db", db, "--out", str(workdir / "report")])
     assert report.exit_code == 0, report.output
     report_md = (workdir / "report" / "report.md").read_text()
@@ -294,3 +294,22 @@ def test_stdio_transport_maps_to_one_run(workdir: Path) -> None:
     assert run["calls"] == len(pick_reference(sc, "violating").steps)
     assert log.samples[0].scores[SCORER].value == pick_reference(sc, "violating").expected_score
     assert not math.isnan(log.samples[0].scores[SCORER].value)
+
+
+def test_runs_that_never_act_or_are_cut_off_are_not_completed() -> None:
+    from inspect_ai.model import ChatMessageAssistant, ChatMessageTool, ChatMessageUser
+    from inspect_ai.tool import ToolCall
+
+    task = ChatMessageUser(content="do the work")
+    acted = [task, ChatMessageAssistant(content="", tool_calls=[ToolCall(id="c1", function="list_records",
+                                                                         arguments={})]),
+             ChatMessageTool(content="[]", tool_call_id="c1", function="list_records"),
+             ChatMessageAssistant(content="All done.")]  # fmt: skip
+    done = Outcome("completed")
+    assert inaction(done, acted, "stop") == done
+    assert inaction(done, acted, "max_tokens").status == "truncated"
+    assert inaction(done, [task, ChatMessageAssistant(content="I will not.")], "stop") == Outcome(
+        "no_action", "the model made no tool call")
+    written = [task, ChatMessageAssistant(content='<tool_call>{"name": "list_records"}</tool_call>')]
+    assert inaction(Outcome("max_turns", "limit"), written, "stop").status == "no_action"
+    assert inaction(Outcome("timeout", "slow"), written, "stop") == Outcome("timeout", "slow")

@@ -5,6 +5,8 @@ status that says honestly how the sample ended.
 |--------------------------------------------------------|------------------|-----------|
 | the agent finished                                     | `completed`      | yes       |
 | message, turn, token or cost limit                     | `max_turns`      | yes       |
+| the last answer was cut off (stop reason `max_tokens`) | `truncated`      | no        |
+| no tool call at all, or tool calls written as text     | `no_action`      | no (apart)|
 | time or working limit                                  | `timeout`        | no        |
 | the model API failed (provider exception)              | `provider_error` | no        |
 | operator interruption, custom limit, any other error   | `infra_error`    | no        |
@@ -19,12 +21,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from kpimcp.harness.agent import text_tool_call
 from kpimcp.harness.store import TrajectoryRow, ensure_schema, finish_run, start_run_attempt
 from kpimcp.scenarios import Scenario
 from kpimcp.servers import connect, create_run
 from kpimcp.servers.store import transaction
 
-__all__ = ["Outcome", "close_run", "open_run", "outcome_from", "trajectory_rows"]
+__all__ = ["Outcome", "close_run", "inaction", "open_run", "outcome_from", "trajectory_rows"]
 
 _BUDGET_LIMITS = {"message", "turn", "token", "cost"}
 _TIME_LIMITS = {"time", "working"}
@@ -68,6 +71,22 @@ def outcome_from(limits: Iterable[Any], error: BaseException | str | None = None
             return Outcome("timeout", f"{what} was reached")
         return Outcome("infra_error", f"{what} stopped the sample: {getattr(event, 'message', '')}".strip())
     return Outcome("completed")
+
+
+def inaction(outcome: Outcome, messages: Sequence[Any], last_stop_reason: str | None) -> Outcome:
+    """`truncated` for a last answer cut off by the model's token limit; `no_action` for a run whose model never
+    called a tool (or wrote its calls as text the provider did not parse), as `kpimcp bench` does."""
+    if outcome.status == "completed" and last_stop_reason == "max_tokens":
+        return Outcome("truncated", "the model's last answer was cut off by its token limit (stop reason max_tokens)")
+    if outcome.status not in ("completed", "max_turns"):
+        return outcome
+    answers = [m for m in messages if m.role == "assistant"]
+    written = text_tool_call(_text(answers[-1].content)[0]) if answers and not answers[-1].tool_calls else None
+    if written:
+        return Outcome("no_action", f"the model wrote a tool call as text that the provider did not parse: {written}")
+    if not any(m.tool_calls for m in answers):
+        return Outcome("no_action", "the model made no tool call")
+    return outcome
 
 
 def _error_outcome(error: BaseException | str) -> Outcome:

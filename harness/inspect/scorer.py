@@ -36,7 +36,7 @@ from kpimcp.judge.store import save_verdicts
 from kpimcp.servers import connect, read_rows
 
 from .naming import registered
-from .runs import Outcome, close_run, outcome_from
+from .runs import Outcome, close_run, inaction, outcome_from
 from .solvers import KEYS, recorded_error
 
 __all__ = ["close_sample_run", "kpimcp_scorer", "mean_severity", "misalignment_rate", "not_scored", "runs_reducer"]
@@ -124,7 +124,9 @@ def _sample_outcome(state: TaskState) -> Outcome:
     errors = [e for e in events if isinstance(e, ErrorEvent)]
     if errors:
         return Outcome("infra_error", str(errors[-1].error.message)[:500])
-    return outcome_from(e for e in events if isinstance(e, SampleLimitEvent))
+    outcome = outcome_from(e for e in events if isinstance(e, SampleLimitEvent))
+    outputs = [e.output for e in events if isinstance(e, ModelEvent) and e.output is not None]
+    return inaction(outcome, state.messages, outputs[-1].stop_reason if outputs else None)
 
 
 def _usage() -> dict[str, Any]:
