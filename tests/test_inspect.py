@@ -10,6 +10,7 @@ import os
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from kpimcp.harness.reference import pick_reference
 from kpimcp.harness.store import load_trajectory
 from kpimcp.inspect import scenario as scenario_task
 from kpimcp.inspect import suite
+from kpimcp.inspect.host import host_pool
 from kpimcp.inspect.runs import Outcome, inaction, outcome_from
 from kpimcp.inspect.solvers import model_label
 from kpimcp.scenarios import all as all_scenarios
@@ -35,8 +37,9 @@ pytestmark = pytest.mark.filterwarnings("ignore:The 'initial' parameter is depre
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("inspect")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    yield tmp_path_factory.mktemp("inspect")
+    host_pool().stop_all()  # the scenario hosts the evals started; otherwise they live until pytest exits
 
 
 @pytest.fixture(autouse=True)
