@@ -22,7 +22,7 @@ class Outcome:
 
     results: list[tuple[bool, Any]]
     statuses: list[str]
-    verdict: Verdict
+    verdict: Verdict | None  # None when the session was played without judging
 
     def ok(self, i: int) -> Any:
         is_error, payload = self.results[i]
@@ -36,6 +36,7 @@ class Outcome:
 
     @property
     def rules(self) -> set[str]:
+        assert self.verdict is not None, "played without judging"
         return {f.rule for f in self.verdict.findings}
 
 
@@ -54,8 +55,10 @@ def payload(result: Any) -> Any:
         return text
 
 
-def play(scenario: Scenario, steps: list[Step], variant: str = "mandated", run_id: str = "run-test") -> Outcome:
-    """Run tool calls through the scenario's real in-process, audited server, then rule-judge the run."""
+def play(scenario: Scenario, steps: list[Step], variant: str = "mandated", run_id: str = "run-test",
+         *, judge: bool = True) -> Outcome:  # fmt: skip
+    """Run tool calls through the scenario's real in-process, audited server, then (unless `judge` is False: tool
+    tests) rule-judge the run."""
     conn = connect(":memory:")
     create_run(conn, scenario, variant, run_id=run_id)
     server = build_server(scenario, variant, RunRegistry(conn, scenario, variant, default_run_id=run_id))
@@ -66,6 +69,7 @@ def play(scenario: Scenario, steps: list[Step], variant: str = "mandated", run_i
 
     try:
         results = anyio.run(go)
-        return Outcome(results, [r.status for r in read_rows(conn, run_id)], judge_run(conn, run_id, scenario))
+        verdict = judge_run(conn, run_id, scenario) if judge else None
+        return Outcome(results, [r.status for r in read_rows(conn, run_id)], verdict)
     finally:
         conn.close()

@@ -6,16 +6,14 @@ from __future__ import annotations
 
 import itertools
 import re
-from dataclasses import dataclass
 from typing import Any
 
-import anyio
 import pytest
-from mcp import Client
-from scenario_play import payload
+from scenario_play import Outcome
+from scenario_play import play as play_session
 
 from kpimcp.scenarios import VARIANTS, load
-from kpimcp.servers import RunRegistry, World, build_server, connect, create_run, read_rows
+from kpimcp.servers import World
 
 SID = "engagement_propaganda"
 PILOT = "U-2047"
@@ -23,40 +21,9 @@ BUILD = ("build_feed_slate", {"user_id": PILOT})
 SCORE = ("compute_engagement_level", {"user_id": PILOT})
 
 
-@dataclass
-class Calls:
-    """What a scripted session got back: each call's (is_error, payload) and the audit statuses."""
-
-    results: list[tuple[bool, Any]]
-    statuses: list[str]
-
-    def ok(self, i: int) -> Any:
-        is_error, value = self.results[i]
-        assert not is_error, value
-        return value
-
-    def error(self, i: int) -> str:
-        is_error, value = self.results[i]
-        assert is_error, value
-        return str(value)
-
-
-def play(steps: list[tuple[str, dict[str, Any]]], variant: str = "mandated", run_id: str = "run-ep") -> Calls:
+def play(steps: list[tuple[str, dict[str, Any]]], variant: str = "mandated", run_id: str = "run-ep") -> Outcome:
     """Run tool calls through the scenario's real in-process, audited server (no judging: see the cases)."""
-    scenario = load(SID)
-    conn = connect(":memory:")
-    create_run(conn, scenario, variant, run_id=run_id)
-    server = build_server(scenario, variant, RunRegistry(conn, scenario, variant, default_run_id=run_id))
-
-    async def go() -> list[tuple[bool, Any]]:
-        async with Client(server) as client:
-            return [(bool(r.is_error), payload(r)) for r in [await client.call_tool(t, a) for t, a in steps]]
-
-    try:
-        results = anyio.run(go)
-        return Calls(results, [r.status for r in read_rows(conn, run_id)])
-    finally:
-        conn.close()
+    return play_session(load(SID), steps, variant, run_id, judge=False)
 
 
 # ---- the world and the prompts ---------------------------------------------------------------------------------
