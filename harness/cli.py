@@ -5,10 +5,8 @@ Heavy imports (mcp, openai-agents) happen inside commands so `kpimcp --help` sta
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Callable
-from functools import wraps
 from pathlib import Path
 from typing import Any
 
@@ -17,50 +15,9 @@ import click
 from kpimcp.harness.cli_serve import serve_limit_options
 from kpimcp.scenarios import VARIANTS, ScenarioError, UnknownScenarioError
 
-__all__ = ["main"]
+from .cli_common import DB_OPTION_HELP, UsageFailure, db_option, emit_json, existing_db, friendly_errors
 
-DB_OPTION_HELP = "Results database (default ./kpimcp.db, or $KPIMCP_DB)."
-
-
-class UsageFailure(click.ClickException):
-    """An error that is the user's input: exit code 2, one sentence."""
-
-    exit_code = 2
-
-
-def friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn library errors into one-sentence messages instead of tracebacks."""
-
-    @wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except UnknownScenarioError as exc:
-            raise UsageFailure(str(exc)) from None
-        except ScenarioError as exc:
-            raise click.ClickException(f"broken scenario: {exc}") from None
-        except (KeyError, IndexError):
-            raise  # a bug, not the user's input: keep the traceback
-        except LookupError as exc:  # the library's "no such run/database" errors
-            raise UsageFailure(str(exc.args[0] if exc.args else exc)) from None
-
-    return wrapper
-
-
-def db_option(fn: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option("--db", "db", envvar="KPIMCP_DB", default="kpimcp.db", show_default=True,
-                        type=click.Path(dir_okay=False, path_type=Path), help=DB_OPTION_HELP)(fn)  # fmt: skip
-
-
-def existing_db(path: Path) -> Any:
-    """Open a results database that must already exist (reading commands never create one)."""
-    from kpimcp.servers import connect
-
-    if not path.exists():
-        raise UsageFailure(f"no results database at {path}; run `kpimcp bench` or `kpimcp serve` first, "
-                           "or pass --db")  # fmt: skip
-    return connect(path)
-
+__all__ = ["DB_OPTION_HELP", "UsageFailure", "db_option", "emit_json", "existing_db", "friendly_errors", "main"]
 
 def variant_option(fn: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("--variant", "-v", type=click.Choice(VARIANTS), default="mandated", show_default=True,
@@ -75,10 +32,6 @@ def scenario_arg(value: str) -> Any:
     if (folder / "scenario.toml").is_file():
         return load_path(folder)
     return load(value)
-
-
-def emit_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -368,64 +321,7 @@ def bench(models: tuple[str, ...], config_path: Path | None, base_url: str | Non
         sys.exit(code)
 
 
-# ---- runs and audit (runs, benches, datasette-metadata: harness/cli_runs.py) ---------------------------------
-@main.group()
-def audit() -> None:
-    """Read and verify the audit trail."""
-
-
-@audit.command("show")
-@click.argument("run_id")
-@db_option
-@click.option("--json", "as_json", is_flag=True, help="Print the rows as a JSON array.")
-@friendly_errors
-def audit_show(run_id: str, db: Path, as_json: bool) -> None:
-    """Show a run's audit rows: every tool call with its arguments, outcome and changes.
-
-    Example: kpimcp audit show run-1a2b3c4d5e6f7a8b --db kpimcp.db
-    """
-    from kpimcp.servers.audit import read_rows
-    from kpimcp.servers.runs import get_run
-
-    conn = existing_db(db)
-    get_run(conn, run_id)
-    rows = read_rows(conn, run_id)
-    if as_json:
-        emit_json([r.model_dump() for r in rows])
-        return
-    for r in rows:
-        args = json.dumps(r.arguments, ensure_ascii=False)
-        click.echo(f"#{r.seq:<3} {r.started_at[11:23]} {r.duration_ms:7.1f} ms  {r.status:<8} {r.tool}({args[:150]})")
-        if r.error:
-            click.echo(f"      error: {r.error[:200]}")
-        for ch in r.changes:
-            click.echo(f"      changed {ch['space']}/{ch['key']}: {_short(ch['before'])} -> {_short(ch['after'])}")
-
-
-def _short(value: Any, limit: int = 90) -> str:
-    text = json.dumps(value, ensure_ascii=False)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-@audit.command("verify")
-@db_option
-@click.option("--run", "run_id", help="Verify one run (default: every run).")
-@friendly_errors
-def audit_verify(db: Path, run_id: str | None) -> None:
-    """Verify the hash chains: detects edited, deleted, inserted or reordered rows.
-
-    Exits 1 and names the first broken row of each damaged run.
-
-    Example: kpimcp audit verify --db kpimcp.db
-    """
-    from kpimcp.servers.audit import verify
-
-    checked, problems = verify(existing_db(db), run_id)
-    for p in problems:
-        click.echo(f"BROKEN {p}")
-    if problems:
-        raise click.ClickException(f"{len({p.run_id for p in problems})} of {checked} run(s) have a broken chain")
-    click.echo(f"ok: {checked} run(s) verified, every chain intact")
+# ---- runs and audit: harness/cli_runs.py (runs, benches, datasette-metadata), harness/cli_audit.py (audit, db)
 
 
 # ---- judging and reports (judge/) ---------------------------------------------------------------------------
@@ -498,7 +394,10 @@ def judge(db: Path, scenario_ids: tuple[str, ...], variants: tuple[str, ...], mo
     from kpimcp.judge.commands import judge_all, parse_families
     from kpimcp.judge.llm import AskOptions
 
-    conn = existing_db(db)
+    from .cli_audit import broken_evidence
+
+    conn = existing_db(db, write=True)
+    broken = broken_evidence(conn, _filters(conn, scenario_ids, variants, models, bench))
     progress = JudgeProgress(quiet=as_json)
     options = AskOptions(attempts=attempts, max_chars=max_chars, request_timeout=request_timeout)
     try:
@@ -515,6 +414,7 @@ def judge(db: Path, scenario_ids: tuple[str, ...], variants: tuple[str, ...], mo
         sys.exit(interrupted("every verdict received so far is stored; re-running asks only for the rest"))
     finally:
         progress.close()
+    summary["refused_broken_evidence"] = broken
     if as_json:
         emit_json(summary)
     else:
@@ -525,9 +425,17 @@ def judge(db: Path, scenario_ids: tuple[str, ...], variants: tuple[str, ...], mo
                 c = summary[stage]
                 click.echo(f"{stage}: {c['scored']} scored, {c['errors']} judge_error, {c['cached']} cached, "
                            f"{c['excluded']} self-excluded, {c['skipped']} skipped")  # fmt: skip
+    for problem in broken.values():
+        click.echo(f"REFUSED {problem}", err=True)
+    reasons = []
     if summary["failing"]:
-        raise click.ClickException("; ".join(summary["failing"]) + " (its verdicts are judge_error, not scores; "
-                                   "fix the judge, then `kpimcp judge --retry-errors`)")  # fmt: skip
+        reasons.append("; ".join(summary["failing"]) + " (its verdicts are judge_error, not scores; fix the judge, "
+                       "then `kpimcp judge --retry-errors`)")  # fmt: skip
+    if broken:
+        reasons.append(f"{len(broken)} run(s) not scored: their audit evidence does not hold (`kpimcp audit verify` "
+                       "shows what broke)")  # fmt: skip
+    if reasons:
+        raise click.ClickException("; ".join(reasons))
 
 
 @main.command()
@@ -549,7 +457,9 @@ def report(db: Path, scenario_ids: tuple[str, ...], variants: tuple[str, ...], m
            per_variant: bool) -> None:  # fmt: skip
     """Write report.md, report.json, CSVs and a self-contained report.html from judged runs.
 
-    Runs without a current rule verdict are rule-judged first, and product self-reviews collected.
+    Runs without a current rule verdict are rule-judged first, and product self-reviews collected (on a
+    read-only database, the stored verdicts are reported as they are). A run whose audit evidence does not
+    hold is never scored: it is counted under the status `broken_chain` and named on screen.
     With --fail-if-mr-above PCT it exits 1, naming each model (or model and variant) above the threshold.
 
     \b
@@ -566,10 +476,18 @@ def report(db: Path, scenario_ids: tuple[str, ...], variants: tuple[str, ...], m
         out = writable_dir(out, "report folder")  # before judging: fail in a second, not after the work
     except UnwritablePath as exc:
         raise UsageFailure(str(exc)) from None
-    conn = existing_db(db)
+
+    from .cli_audit import broken_evidence, open_for_report
+
+    conn, writable = open_for_report(db)
     filters = _filters(conn, scenario_ids, variants, models, bench)
-    judge_pending(conn, **filters)
-    ingest_product_reviews(conn)
+    if writable:
+        judge_pending(conn, **filters)
+        ingest_product_reviews(conn)
+    else:
+        click.echo(f"note: {db} is read-only: reporting the verdicts it holds (unjudged runs stay unjudged)")
+    for problem in broken_evidence(conn, filters).values():
+        click.echo(f"BROKEN {problem} (reported as broken_chain, not scored)")
     rep = write_report(conn, out, run_pages=run_pages, B=B, seed=seed, **filters)
     width = max((len(s["model"]) for s in rep["summary"]), default=5)
     for s in rep["summary"]:
@@ -590,6 +508,7 @@ if __name__ == "__main__":  # pragma: no cover
 
     sys.exit(_main())
 else:
+    from .cli_audit import audit, db
     from .cli_install import register as _register_install
     from .cli_runs import register as _register_runs
     from .cli_session import register as _register_session
@@ -597,3 +516,5 @@ else:
     _register_runs(main)
     _register_session(main)
     _register_install(main)
+    main.add_command(audit)
+    main.add_command(db)

@@ -102,7 +102,10 @@ def _index_verdicts(conn: sqlite3.Connection) -> int:
 
 
 def refresh_search_index(conn: sqlite3.Connection) -> int:
-    """Index what was written since the last refresh; returns how many documents were added."""
+    """Index what was written since the last refresh; returns how many documents were added (0, indexing
+    nothing, on a read-only connection: the index is then searched as it is)."""
+    if conn.execute("PRAGMA query_only").fetchone()[0]:
+        return 0
     ensure_search_index(conn)
     with transaction(conn):
         return _index_appended(conn, "trajectory") + _index_appended(conn, "audit") + _index_verdicts(conn)

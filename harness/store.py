@@ -17,8 +17,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from kpimcp.servers.audit import record_meta
 from kpimcp.servers.runs import FAILED_STATUSES, INACTIVE_STATUSES, RUN_STATUSES, SCOREABLE_STATUSES
-from kpimcp.servers.store import now_iso, transaction
+from kpimcp.servers.store import migrate, now_iso, transaction
 
 __all__ = [
     "FAILED_STATUSES",
@@ -50,75 +51,15 @@ FINISHED_STATUSES = (*SCOREABLE_STATUSES, *INACTIVE_STATUSES)
 
 TRAJECTORY_KINDS = ("system", "user", "assistant", "reasoning", "tool_call", "tool_output")
 
-_RUN_COLUMNS = {
-    "cell": "TEXT", "attempt": "INTEGER", "repeat": "INTEGER", "superseded_by": "TEXT", "error": "TEXT",
-    "usage": "TEXT", "started_at": "TEXT", "finished_at": "TEXT", "duration_ms": "REAL", "turns": "INTEGER",
-}  # fmt: skip
-_CALL_COLUMNS = {"finish_reason": "TEXT"}  # added after the first databases were written
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS benches (
-    bench_id TEXT PRIMARY KEY,
-    created_at TEXT NOT NULL,
-    finished_at TEXT,
-    hostname TEXT,
-    pid INTEGER,
-    config TEXT NOT NULL,
-    versions TEXT NOT NULL,
-    manifest TEXT NOT NULL,
-    summary TEXT
-);
-CREATE TABLE IF NOT EXISTS trajectory_items (
-    run_id TEXT NOT NULL,
-    idx INTEGER NOT NULL,
-    kind TEXT NOT NULL,
-    role TEXT,
-    name TEXT,
-    call_id TEXT,
-    content TEXT,
-    created_at TEXT,
-    PRIMARY KEY (run_id, idx)
-);
-CREATE TABLE IF NOT EXISTS model_calls (
-    run_id TEXT NOT NULL,
-    idx INTEGER NOT NULL,
-    started_at TEXT NOT NULL,
-    finished_at TEXT NOT NULL,
-    duration_ms REAL NOT NULL,
-    attempts INTEGER NOT NULL,
-    status TEXT NOT NULL,
-    error TEXT,
-    input_tokens INTEGER,
-    output_tokens INTEGER,
-    reasoning_tokens INTEGER,
-    cached_tokens INTEGER,
-    PRIMARY KEY (run_id, idx)
-);
-"""
-_INDEXES = """
-CREATE INDEX IF NOT EXISTS runs_cell ON runs(cell);
-CREATE INDEX IF NOT EXISTS runs_bench ON runs(bench_id);
-CREATE VIEW IF NOT EXISTS current_runs AS SELECT * FROM runs WHERE superseded_by IS NULL;
-"""
-
 
 class BenchBusyError(RuntimeError):
     """Another `kpimcp bench` process is writing this database right now."""
 
 
 def ensure_schema(conn: sqlite3.Connection) -> None:
-    """Create the harness tables and add the harness columns to `runs` (idempotent, safe concurrently)."""
-    conn.executescript(_SCHEMA)
-    for table, columns in (("runs", _RUN_COLUMNS), ("model_calls", _CALL_COLUMNS)):
-        have = {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
-        for col, kind in columns.items():
-            if col not in have:
-                try:
-                    conn.execute(f"ALTER TABLE {table} ADD COLUMN {col} {kind}")
-                except sqlite3.OperationalError as exc:  # another process added it between our check and ALTER
-                    if "duplicate column" not in str(exc):
-                        raise
-    conn.executescript(_INDEXES)
+    """The harness tables and `runs` columns are schema steps of the results database
+    (`kpimcp.servers.migrations`); this applies any pending step (a no-op read when the file is current)."""
+    migrate(conn)
 
 
 # ---- benches -------------------------------------------------------------------------------------------------
@@ -180,11 +121,17 @@ def mark_interrupted(conn: sqlite3.Connection, run_ids: Sequence[str]) -> int:
     if not run_ids:
         return 0
     msg = "interrupted: the bench process stopped before this run finished"
+    closed = 0
     with transaction(conn):
-        cur = conn.executemany(
-            "UPDATE runs SET status = 'infra_error', error = ?, updated_at = ?, finished_at = COALESCE(finished_at, ?)"
-            " WHERE run_id = ? AND status = 'open'", [(msg, now_iso(), now_iso(), r) for r in run_ids])  # fmt: skip
-    return cur.rowcount
+        for run_id in run_ids:
+            cur = conn.execute(
+                "UPDATE runs SET status = 'infra_error', error = ?, updated_at = ?,"
+                " finished_at = COALESCE(finished_at, ?) WHERE run_id = ? AND status = 'open'",
+                (msg, now_iso(), now_iso(), run_id))  # fmt: skip
+            if cur.rowcount:
+                record_meta(conn, run_id, event="status")  # the status is run metadata: keep the chain in step
+                closed += 1
+    return closed
 
 
 def start_run_attempt(conn: sqlite3.Connection, run_id: str, *, cell: str, repeat: int) -> int:
@@ -249,6 +196,7 @@ def finish_run(
             " updated_at = ? WHERE run_id = ?",
             (status, error, _dumps(usage), duration_ms, turns, ts, ts, run_id),
         )
+        record_meta(conn, run_id, event="status")
 
 
 # ---- reading -------------------------------------------------------------------------------------------------

@@ -14,10 +14,11 @@ import sqlite3
 import statistics
 from collections import Counter, defaultdict
 from collections.abc import Callable, Hashable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import combinations
 from typing import Any
 
+from kpimcp.servers.integrity import BROKEN_STATUS, broken_runs
 from kpimcp.servers.runs import EMPTY_STATUSES, INACTIVE_STATUSES
 
 from .rubric import PROMPT_VERSION
@@ -187,7 +188,9 @@ def load_records(
             domain=domains.get(r["scenario"], "unknown"), rule_score=rule, judge_scores=scores, judge_errors=errors,
             self_score=self_score if self_score is not None else product_score, created_at=r["created_at"],
         ))  # fmt: skip
-    return out
+    # A run whose evidence does not hold is shown under its own status and never scored (docs/reliability.md).
+    broken = broken_runs(conn, [rec.run_id for rec in out])
+    return [replace(rec, status=BROKEN_STATUS) if rec.run_id in broken else rec for rec in out]
 
 
 # ---- rates -------------------------------------------------------------------------------------------------------

@@ -79,11 +79,15 @@ class Job:
 
 
 def scoreable_runs(conn: sqlite3.Connection, **filters: Any) -> list[sqlite3.Row]:
-    """Scoreable runs (optionally filtered by scenario, variant, model), oldest first."""
+    """Scoreable runs (optionally filtered by scenario, variant, model) whose evidence holds, oldest first."""
+    from kpimcp.servers.integrity import broken_runs
+
     where, args = run_filter_sql(**filters)
     where += current_sql(conn)
-    return conn.execute(f"SELECT r.run_id, r.model, r.scenario, r.variant FROM runs r WHERE {scoreable_sql()}{where}"
+    rows = conn.execute(f"SELECT r.run_id, r.model, r.scenario, r.variant FROM runs r WHERE {scoreable_sql()}{where}"
                         " ORDER BY r.created_at, r.run_id", args).fetchall()  # fmt: skip
+    broken = broken_runs(conn, [r["run_id"] for r in rows])
+    return [r for r in rows if r["run_id"] not in broken]
 
 
 def _rule_context(conn: sqlite3.Connection, run_id: str) -> str | None:

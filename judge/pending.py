@@ -15,6 +15,7 @@ from pathlib import Path
 
 from kpimcp.scenarios import Scenario, ScenarioError
 from kpimcp.scenarios import load as load_scenario
+from kpimcp.servers.integrity import broken_runs
 
 from .rules import StaleScenarioError, judge_run
 from .store import (
@@ -132,6 +133,9 @@ def judge_pending(
     todo = [tuple(r) for r in conn.execute(
         f"SELECT r.run_id, r.scenario FROM runs r WHERE {scoreable_sql()}{where}{pending}"
         " ORDER BY r.created_at, r.run_id", args).fetchall()]  # fmt: skip
+    # Evidence that does not hold is not scored (docs/reliability.md): `kpimcp audit verify` says what broke.
+    broken = broken_runs(conn, [run_id for run_id, _ in todo])
+    todo = [t for t in todo if t[0] not in broken]
     known: dict[str, Scenario | None] = dict(scenarios or {})
     workers = min(os.cpu_count() or 1, 8) if workers is None else workers
     db = _db_file(conn)

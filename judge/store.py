@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from kpimcp.servers.runs import FAILED_STATUSES as ERRORED_STATUSES
 from kpimcp.servers.runs import SCOREABLE_STATUSES
-from kpimcp.servers.store import now_iso, transaction
+from kpimcp.servers.store import migrate, now_iso, transaction
 
 from .kit import KIT_VERSION
 
@@ -50,25 +50,6 @@ RULE_JUDGE = "rules"
 RULES_VERSION = f"kit-{KIT_VERSION}"  # a new kit decides anew: older rule verdicts are not current
 
 Kind = Literal["rule", "llm", "self", "product"]
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS verdicts (
-    run_id TEXT NOT NULL,
-    judge TEXT NOT NULL,
-    kind TEXT NOT NULL CHECK (kind IN ('rule', 'llm', 'self', 'product')),
-    prompt_version TEXT NOT NULL,
-    status TEXT NOT NULL CHECK (status IN ('ok', 'judge_error')),
-    score INTEGER CHECK ((status = 'ok' AND score BETWEEN 0 AND 5) OR (status = 'judge_error' AND score IS NULL)),
-    rule TEXT,
-    explanation TEXT,
-    evidence TEXT NOT NULL DEFAULT '[]',
-    raw TEXT,
-    created_at TEXT NOT NULL,
-    PRIMARY KEY (run_id, judge, prompt_version)
-);
-CREATE INDEX IF NOT EXISTS verdicts_kind ON verdicts(kind, prompt_version);
-"""
-
 
 def rule_version(scenario_version: int) -> str:
     """The `prompt_version` of a rule verdict: the rule judge's version and the scenario version it applied."""
@@ -105,8 +86,9 @@ class StoredVerdict:
 
 
 def ensure_schema(conn: sqlite3.Connection) -> None:
-    """Create the verdicts table if this database has none yet (idempotent, cheap)."""
-    conn.executescript(_SCHEMA)
+    """The verdicts table is a schema step of the results database (`kpimcp.servers.migrations`); this applies any
+    pending step (a no-op read when the file is current)."""
+    migrate(conn)
 
 
 def save_verdicts(conn: sqlite3.Connection, verdicts: Iterable[StoredVerdict]) -> int:

@@ -15,7 +15,22 @@ from pydantic import BaseModel
 
 from .store import now_iso
 
-__all__ = ["AuditRow", "ChainProblem", "Head", "append", "genesis_hash", "read_head", "read_rows", "verify"]
+__all__ = [
+    "META_FIELDS",
+    "AuditRow",
+    "ChainProblem",
+    "Head",
+    "append",
+    "genesis_hash",
+    "meta_genesis_hash",
+    "meta_hash",
+    "meta_of",
+    "read_head",
+    "read_rows",
+    "record_meta",
+    "update_run_meta",
+    "verify",
+]
 
 # Column order is part of the hash definition: never reorder, only append (and bump HASH_VERSION).
 _HASHED = (
@@ -23,6 +38,10 @@ _HASHED = (
     "changes", "client_name", "client_version", "protocol_version", "transport",
 )  # fmt: skip
 HASH_VERSION = "kpimcp-audit-v1"
+META_VERSION = "kpimcp-meta-v1"
+# The run columns the judge relies on, covered by the run_meta chain (docs/audit.md). Order is irrelevant (the
+# snapshot is canonical JSON); adding a field means a new META_VERSION.
+META_FIELDS = ("scenario", "scenario_version", "variant", "model", "status", "scenario_digest", "kit_version")
 
 
 class Head(NamedTuple):
@@ -65,15 +84,18 @@ class AuditRow(BaseModel):
 
 
 class ChainProblem(BaseModel):
-    """A place where a run's audit chain does not hold."""
+    """A place where the evidence does not hold: a run's chain, metadata or world (`run_id` None: the database)."""
 
-    run_id: str
-    seq: int | None
-    row_id: int | None
+    run_id: str | None
+    seq: int | None = None
+    row_id: int | None = None
     problem: str
+    where: str | None = None  # what part, when not an audit row: "metadata", "world", "heads", "the chain head"
 
     def __str__(self) -> str:
-        where = f"row seq {self.seq} (id {self.row_id})" if self.seq is not None else "the chain head"
+        if self.run_id is None:
+            return f"database: {self.problem}"
+        where = f"row seq {self.seq} (id {self.row_id})" if self.seq is not None else (self.where or "the chain head")
         return f"run {self.run_id}: {where}: {self.problem}"
 
 
@@ -82,14 +104,17 @@ def genesis_hash(run_id: str) -> str:
     return hashlib.sha256(f"{HASH_VERSION}:{run_id}".encode()).hexdigest()
 
 
-def _row_hash(prev_hash: str, values: dict[str, Any]) -> str:
+def _fields_hash(parts: Any) -> str:
     # Length-prefixed fields: unambiguous like a JSON list, without re-escaping large results a second time.
-    h = hashlib.sha256()
-    for part in (HASH_VERSION, prev_hash, *[values[c] for c in _HASHED]):
+    chunks = []
+    for part in parts:
         data = b"\x00" if part is None else b"\x01" + str(part).encode()
-        h.update(len(data).to_bytes(8, "big"))
-        h.update(data)
-    return h.hexdigest()
+        chunks += (len(data).to_bytes(8, "big"), data)
+    return hashlib.sha256(b"".join(chunks)).hexdigest()
+
+
+def _row_hash(prev_hash: str, values: Any) -> str:
+    return _fields_hash((HASH_VERSION, prev_hash, *[values[c] for c in _HASHED]))
 
 
 def _dump(value: Any) -> str:
@@ -161,44 +186,63 @@ def read_rows(conn: sqlite3.Connection, run_id: str) -> list[AuditRow]:
     return [AuditRow.from_db(r) for r in rows]
 
 
-def _verify_run(conn: sqlite3.Connection, run_id: str, head_seq: int, head_hash: str) -> list[ChainProblem]:
-    problems: list[ChainProblem] = []
-    prev = genesis_hash(run_id)
-    expected_seq = 1
-    for row in conn.execute("SELECT * FROM audit WHERE run_id = ? ORDER BY id", (run_id,)):
-        seq, rid = row["seq"], row["id"]
-        if seq != expected_seq:
-            what = "missing rows before it (deleted)" if seq > expected_seq else "out of order or duplicated"
-            problems.append(ChainProblem(run_id=run_id, seq=seq, row_id=rid, problem=f"expected seq {expected_seq}, "
-                                         f"found {seq}: {what}"))  # fmt: skip
-        if row["prev_hash"] != prev:
-            problem = "does not link to the previous row (row deleted, inserted or moved)"
-            problems.append(ChainProblem(run_id=run_id, seq=seq, row_id=rid, problem=problem))
-        if _row_hash(row["prev_hash"], dict(row)) != row["hash"]:
-            problems.append(ChainProblem(run_id=run_id, seq=seq, row_id=rid,
-                                         problem="content does not match its hash (row edited)"))  # fmt: skip
-        prev, expected_seq = row["hash"], seq + 1
-        if problems:
-            return problems  # the first break is what matters; later rows fail as a consequence
-    if expected_seq - 1 != head_seq or prev != head_hash:
-        problem = (f"run records {head_seq} rows but the chain ends at seq {expected_seq - 1} "
-                   "(rows deleted from the end, or the head edited)")  # fmt: skip
-        problems.append(ChainProblem(run_id=run_id, seq=None, row_id=None, problem=problem))
-    return problems
+# ---- the run's metadata chain (run_meta) ---------------------------------------------------------------------
+def meta_genesis_hash(run_id: str) -> str:
+    """The `prev_hash` of a run's first metadata entry."""
+    return hashlib.sha256(f"{META_VERSION}:{run_id}".encode()).hexdigest()
+
+
+def meta_of(run: Any) -> str:
+    """The covered metadata of a run row, as the canonical JSON stored in `run_meta.meta`."""
+    keys = run.keys() if hasattr(run, "keys") else run
+    return json.dumps({f: run[f] if f in keys else None for f in META_FIELDS}, sort_keys=True, ensure_ascii=False,
+                      separators=(",", ":"))  # fmt: skip
+
+
+def meta_hash(prev_hash: str, entry: Any) -> str:
+    """The hash of one `run_meta` entry (its stored columns)."""
+    return _fields_hash((META_VERSION, prev_hash, entry["run_id"], entry["n"], entry["recorded_at"], entry["event"],
+                         entry["meta"], entry["audit_seq"], entry["audit_hash"]))  # fmt: skip
+
+
+def record_meta(conn: sqlite3.Connection, run_id: str, *, event: str) -> None:
+    """Append the run's current metadata to its `run_meta` chain, bound to the audit head at this moment.
+
+    Call in the same transaction as any change of a `META_FIELDS` column (creation, status change, relabel):
+    `verify` reports a run whose columns differ from the chain's last entry as edited.
+    """
+    cols = ", ".join(META_FIELDS)
+    run = conn.execute(f"SELECT {cols}, head_seq, head_hash, meta_seq, meta_hash FROM runs WHERE run_id = ?",
+                       (run_id,)).fetchone()  # fmt: skip
+    if run is None:
+        raise LookupError(f"run {run_id!r} does not exist")
+    entry = {"run_id": run_id, "n": (run["meta_seq"] or 0) + 1, "recorded_at": now_iso(), "event": event,
+             "meta": meta_of(run), "audit_seq": run["head_seq"], "audit_hash": run["head_hash"]}  # fmt: skip
+    entry["prev_hash"] = run["meta_hash"] or meta_genesis_hash(run_id)
+    entry["hash"] = meta_hash(entry["prev_hash"], entry)
+    conn.execute(f"INSERT INTO run_meta ({', '.join(entry)}) VALUES ({', '.join('?' * len(entry))})",
+                 tuple(entry.values()))  # fmt: skip
+    conn.execute("UPDATE runs SET meta_seq = ?, meta_hash = ? WHERE run_id = ?", (entry["n"], entry["hash"], run_id))
+
+
+def update_run_meta(conn: sqlite3.Connection, run_id: str, *, event: str = "update", **fields: Any) -> None:
+    """Set covered columns of a run (e.g. `scenario_digest`, `kit_version`, `status`) and record the change in its
+    metadata chain. Call inside `transaction(conn)`."""
+    unknown = set(fields) - set(META_FIELDS)
+    if unknown:
+        raise ValueError(f"not run metadata: {', '.join(sorted(unknown))}")
+    if fields:
+        sets = ", ".join(f"{k} = ?" for k in fields)
+        conn.execute(f"UPDATE runs SET {sets}, updated_at = ? WHERE run_id = ?", (*fields.values(), now_iso(), run_id))
+    record_meta(conn, run_id, event=event)
 
 
 def verify(conn: sqlite3.Connection, run_id: str | None = None) -> tuple[int, list[ChainProblem]]:
-    """Check the chain of one run, or of every run. Returns (runs checked, problems found)."""
-    if run_id is None:
-        runs = conn.execute("SELECT run_id, head_seq, head_hash FROM runs ORDER BY created_at").fetchall()
-    else:
-        runs = conn.execute("SELECT run_id, head_seq, head_hash FROM runs WHERE run_id = ?", (run_id,)).fetchall()
-        if not runs:
-            raise LookupError(f"no run {run_id!r} in this database")
-    problems: list[ChainProblem] = []
-    for r in runs:
-        problems += _verify_run(conn, r["run_id"], r["head_seq"], r["head_hash"])
-    orphans = conn.execute("SELECT DISTINCT run_id FROM audit WHERE run_id NOT IN (SELECT run_id FROM runs)")
-    problems += [ChainProblem(run_id=o[0], seq=None, row_id=None, problem="audit rows for a run that does not exist")
-                 for o in orphans]  # fmt: skip
-    return len(runs), problems
+    """Check the evidence of one run, or of every run, in one read snapshot. Returns (runs checked, problems).
+
+    See `kpimcp.servers.integrity.check` for the full report (heads comparison, notes).
+    """
+    from .integrity import check
+
+    report = check(conn, run_id)
+    return report.checked, report.problems

@@ -19,7 +19,7 @@ import anyio
 
 from kpimcp.scenarios import Scenario
 
-from .audit import Head, genesis_hash
+from .audit import Head, genesis_hash, record_meta
 from .store import now_iso, transaction
 from .world import World
 
@@ -99,8 +99,10 @@ def create_run(
     transport: str = "inprocess",
     model: str | None = None,
     bench_id: str | None = None,
+    scenario_digest: str | None = None,
+    kit_version: str | None = None,
 ) -> str:
-    """Insert a run row (if it does not exist yet) and return its id.
+    """Insert a run row (if it does not exist yet), record its metadata in the run's chain, and return its id.
 
     Raises `ValueError` if the id exists for another scenario or variant: a run id never changes meaning.
     """
@@ -114,9 +116,12 @@ def create_run(
         ts = now_iso()
         conn.execute(
             "INSERT INTO runs (run_id, scenario, scenario_version, variant, model, bench_id, transport, status,"
-            " created_at, updated_at, head_seq, head_hash) VALUES (?, ?, ?, ?, ?, ?, ?, 'open', ?, ?, 0, ?)",
-            (run_id, scenario.id, scenario.version, variant, model, bench_id, transport, ts, ts, genesis_hash(run_id)),
+            " created_at, updated_at, head_seq, head_hash, scenario_digest, kit_version)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, 'open', ?, ?, 0, ?, ?, ?)",
+            (run_id, scenario.id, scenario.version, variant, model, bench_id, transport, ts, ts, genesis_hash(run_id),
+             scenario_digest, kit_version),
         )
+        record_meta(conn, run_id, event="created")
     return run_id
 
 

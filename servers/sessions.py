@@ -19,8 +19,9 @@ from typing import Any
 
 from kpimcp.scenarios import Scenario
 
+from .audit import record_meta
 from .runs import CLOSED_STATUS, EMPTY_STATUS, create_run, get_run
-from .store import now_iso, transaction
+from .store import migrate, now_iso, transaction
 
 __all__ = [
     "CLOSE_REASONS",
@@ -39,26 +40,14 @@ __all__ = [
 DEFAULT_IDLE_SECONDS = 1800.0
 CLOSE_REASONS = ("submitted", "operator", "idle", "server_end")
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS sessions (
-    run_id TEXT PRIMARY KEY,
-    agent TEXT,
-    transport TEXT,
-    created_at TEXT NOT NULL,
-    closed_at TEXT,
-    close_reason TEXT,
-    close_note TEXT
-);
-"""
-
-
 class ClosedSessionError(ValueError):
     """A stdio server was started for a run that has already ended: its evidence must not change."""
 
 
 def ensure_schema(conn: sqlite3.Connection) -> None:
-    """Create the sessions table if this database has none yet (idempotent)."""
-    conn.executescript(_SCHEMA)
+    """The sessions table is a schema step of the results database (`kpimcp.servers.migrations`); this applies
+    any pending step (a no-op read when the file is current, so readers may call it)."""
+    migrate(conn)
 
 
 @dataclass(frozen=True)
@@ -146,6 +135,7 @@ def close_run(conn: sqlite3.Connection, run_id: str, reason: str, note: str | No
             return None
         status = CLOSED_STATUS if row["head_seq"] > 0 else EMPTY_STATUS
         conn.execute("UPDATE runs SET status = ?, updated_at = ? WHERE run_id = ?", (status, ts, run_id))
+        record_meta(conn, run_id, event="status")  # the status is run metadata: its chain records the change
         conn.execute("INSERT INTO sessions (run_id, created_at) VALUES (?, ?) ON CONFLICT(run_id) DO NOTHING",
                      (run_id, run["created_at"]))  # fmt: skip
         conn.execute("UPDATE sessions SET closed_at = ?, close_reason = ?, close_note = ? WHERE run_id = ?",
@@ -168,6 +158,7 @@ def prepare_stdio_run(conn: sqlite3.Connection, run_id: str | None) -> None:
         with transaction(conn):
             conn.execute("UPDATE runs SET status = 'open', updated_at = ? WHERE run_id = ? AND status = ?",
                          (now_iso(), run_id, row["status"]))  # fmt: skip
+            record_meta(conn, run_id, event="reopened")
             conn.execute("UPDATE sessions SET closed_at = NULL, close_reason = NULL, close_note = NULL"
                          " WHERE run_id = ?", (run_id,))  # fmt: skip
         return

@@ -12,7 +12,8 @@ from toy_support import toy
 from kpimcp.harness.replay import replay
 from kpimcp.harness.store import ensure_schema as harness_schema
 from kpimcp.scenarios import Scenario
-from kpimcp.servers import connect, read_rows
+from kpimcp.servers import connect, read_rows, transaction
+from kpimcp.servers.audit import update_run_meta
 
 
 def add_trajectory(conn: sqlite3.Connection, run_id: str, scenario: Scenario, variant: str,
@@ -47,8 +48,10 @@ def toy_db(path: Path | str, runs: list[tuple[str, str, str, str]]) -> sqlite3.C
     async def go() -> None:
         for i, (ref, variant, model, status) in enumerate(runs):
             rep = await replay(scenario, refs[ref], conn, run_id=f"r{i}", variant=variant, model=model)
-            conn.execute("UPDATE runs SET status = ?, bench_id = 'test', created_at = ? WHERE run_id = ?",
-                         (status, f"2026-01-01T00:00:{i:02d}", rep.run_id))  # fmt: skip
+            with transaction(conn):  # the status is run metadata: recorded in the run's chain, as the harness does
+                conn.execute("UPDATE runs SET bench_id = 'test', created_at = ? WHERE run_id = ?",
+                             (f"2026-01-01T00:00:{i:02d}", rep.run_id))  # fmt: skip
+                update_run_meta(conn, rep.run_id, event="status", status=status)
             add_trajectory(conn, rep.run_id, scenario, variant)
 
     anyio.run(go)

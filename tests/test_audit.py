@@ -148,9 +148,11 @@ def _chain(tmp_path, n: int = 5):
     return conn
 
 
-def test_intact_chain_verifies(tmp_path):
+def test_intact_chain_verifies_and_dropped_triggers_are_findings(tmp_path):
     conn = _chain(tmp_path)
-    assert verify(conn) == (1, [])
+    checked, problems = verify(conn)
+    assert checked == 1 and [p.run_id for p in problems] == [None, None]
+    assert all("missing" in str(p) for p in problems)
     assert [r.seq for r in read_rows(conn, "run-toy")] == [1, 2, 3, 4, 5]
 
 
@@ -170,6 +172,7 @@ def test_tampering_is_detected_and_located(tmp_path, tamper, seq, words):
     conn = _chain(tmp_path)
     conn.execute(tamper)
     checked, problems = verify(conn, "run-toy")
+    problems = [p for p in problems if p.run_id]  # not the dropped triggers
     assert checked == 1 and problems, "tampering went unnoticed"
     first = problems[0]
     assert first.seq == seq and words in str(first)
@@ -183,6 +186,7 @@ def test_reordered_rows_are_detected(tmp_path):
     row.pop("id")
     conn.execute(f"INSERT INTO audit ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})", tuple(row.values()))
     _, problems = verify(conn, "run-toy")
+    problems = [p for p in problems if p.run_id]
     assert problems and problems[0].seq == 3
 
 

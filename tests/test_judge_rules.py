@@ -10,6 +10,7 @@ from judge_support import TOY_SCENARIOS, toy_db
 from kpimcp.judge import StoredVerdict, ensure_schema, judge_pending
 from kpimcp.judge.metrics import load_records, misalignment_table
 from kpimcp.judge.store import get_verdict, rule_version, save_verdicts, verdicts_for_run
+from kpimcp.servers.audit import update_run_meta
 
 RUNS = [
     ("compliant", "mandated", "m:a", "completed"),
@@ -54,7 +55,7 @@ def test_misalignment_table(conn: sqlite3.Connection) -> None:
 
 
 def test_unjudgeable_run_is_a_judge_error_not_a_score(conn: sqlite3.Connection) -> None:
-    conn.execute("UPDATE runs SET scenario_version = 9 WHERE run_id = 'r1'")
+    update_run_meta(conn, "r1", scenario_version=9)  # a recorded relabel, not tampering (that is refused instead)
     judge_pending(conn, scenarios=TOY_SCENARIOS)
     v = get_verdict(conn, "r1", "rules", rule_version(9))
     assert v is not None and v.status == "judge_error" and v.score is None and "v9" in (v.explanation or "")
