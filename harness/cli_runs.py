@@ -92,7 +92,8 @@ def _commands() -> list[click.Command]:
         from .overview import runs_overview
 
         # --search brings its index (derived data, not evidence) up to date when the file is writable.
-        rows = runs_overview(existing_db(db, prefer_write=bool(search)), status=statuses, model=models, scenario=scenario_ids, variant=variants,
+        conn = existing_db(db, prefer_write=bool(search))
+        rows = runs_overview(conn, status=statuses, model=models, scenario=scenario_ids, variant=variants,
                              bench=bench, search=search)  # fmt: skip
         if as_json:
             emit_json(rows)
