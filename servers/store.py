@@ -43,7 +43,6 @@ __all__ = [
 
 DEFAULT_DB = "kpimcp.db"
 BUSY_TIMEOUT_MS = 30_000
-_SQLITE_MAGIC = b"SQLite format 3\x00"
 # Smaller WAL after checkpoints: a large call's pages are not kept a second time in an idle WAL file.
 _JOURNAL_SIZE_LIMIT = 16 * 1024 * 1024
 
@@ -64,7 +63,11 @@ def now_iso() -> str:
 
 # ---- what a file is, before SQLite touches it -------------------------------------------------------------------
 def _check_file(path: Path, *, must_exist: bool) -> bool:
-    """Raise `UnusableDatabase` for a path that cannot hold a results database; True if the file exists."""
+    """Raise `UnusableDatabase` for a path that cannot hold a results database; True if the file exists.
+
+    Only `stat`: opening and closing the file here would drop the POSIX locks SQLite connections of this process
+    hold on it (another process could then delete the WAL under them).
+    """
     if path.is_dir():
         raise UnusableDatabase(f"{path} is a directory, not a results database file")
     if not path.exists():
@@ -74,39 +77,37 @@ def _check_file(path: Path, *, must_exist: bool) -> bool:
             raise UnusableDatabase(f"no results database at {path}; run `kpimcp bench` or `kpimcp serve` first, "
                                    "or pass --db")  # fmt: skip
         return False
-    try:
-        with path.open("rb") as fh:
-            header = fh.read(100)
-    except OSError as exc:
-        raise UnusableDatabase(f"cannot read {path}: {exc.strerror or exc}") from None
-    if not header:
-        if must_exist:
-            raise UnusableDatabase(f"{path} is an empty file, not a kpimcp results database")
-        return True
-    if not header.startswith(_SQLITE_MAGIC):
-        raise UnusableDatabase(f"{path} is not a kpimcp results database (not an SQLite file)")
-    if len(header) < 100:
-        raise UnusableDatabase(f"{path} is damaged: its SQLite header is cut short")
-    page_size = int.from_bytes(header[16:18], "big")
-    page_size = 65536 if page_size == 1 else page_size
-    pages = int.from_bytes(header[28:32], "big")
-    # Only without a WAL beside it: while a checkpoint copies pages back, the header may run ahead of the size.
-    wal = Path(f"{path}-wal")
-    if pages and page_size and not (wal.exists() and wal.stat().st_size) and path.stat().st_size < pages * page_size:
-        raise UnusableDatabase(f"{path} is damaged: it is shorter than its header says (truncated?)")
+    if must_exist and path.stat().st_size == 0:
+        raise UnusableDatabase(f"{path} is an empty file, not a kpimcp results database")
     return True
+
+
+def _check_size(conn: sqlite3.Connection, path: object) -> None:
+    """A file shorter than the pages its header counts was truncated (checked only without a WAL beside it:
+    while a checkpoint copies pages back, the header may run ahead of the size)."""
+    if str(path) == ":memory:":
+        return
+    file = Path(str(path))
+    wal = Path(f"{file}-wal")
+    if wal.exists() and wal.stat().st_size:
+        return
+    pages = conn.execute("PRAGMA page_count").fetchone()[0]
+    size = conn.execute("PRAGMA page_size").fetchone()[0]
+    if pages and file.stat().st_size < pages * size:
+        raise UnusableDatabase(f"{file} is damaged: it is shorter than its header says (truncated?)")
 
 
 def _kind(conn: sqlite3.Connection, path: object) -> str:
     """'kpimcp', 'legacy' (a kpimcp file from before versioning) or 'empty'; refuses anything else."""
     try:
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        _check_size(conn, path)
         if applied_steps(conn):
             return "kpimcp"
     except sqlite3.OperationalError as exc:
         raise UnusableDatabase(f"cannot open {path}: {exc}") from None
     except sqlite3.DatabaseError as exc:
-        raise UnusableDatabase(f"{path} is damaged or not an SQLite database ({exc})") from None
+        raise _unusable(path, exc) from None
     if {"runs", "audit"} <= tables:
         cols = {r[1] for r in conn.execute("PRAGMA table_info(runs)")}
         if {"head_seq", "head_hash"} <= cols:
@@ -116,6 +117,12 @@ def _kind(conn: sqlite3.Connection, path: object) -> str:
     shown = ", ".join(sorted(tables)[:5]) + (", ..." if len(tables) > 5 else "")
     raise UnusableDatabase(f"{path} is not a kpimcp results database (it holds other tables: {shown}); "
                            "pass another --db")  # fmt: skip
+
+
+def _unusable(path: object, exc: sqlite3.DatabaseError) -> UnusableDatabase:
+    if "not a database" in str(exc):
+        return UnusableDatabase(f"{path} is not a kpimcp results database (not an SQLite file)")
+    return UnusableDatabase(f"{path} is damaged ({exc})")
 
 
 def _pragmas(conn: sqlite3.Connection) -> None:
@@ -180,7 +187,7 @@ def _open_writer(target: str, *, must_exist: bool) -> sqlite3.Connection:
             raise UnusableDatabase(f"cannot write the results database {target}: {exc}") from None
         raise
     except sqlite3.DatabaseError as exc:
-        raise UnusableDatabase(f"{target} is damaged or not an SQLite database ({exc})") from None
+        raise _unusable(target, exc) from None
     return conn
 
 
@@ -256,7 +263,7 @@ def _open_ro(file: Path) -> sqlite3.Connection:
         conn.close()
     except sqlite3.DatabaseError as exc:
         conn.close()
-        raise UnusableDatabase(f"{file} is damaged or not an SQLite database ({exc})") from None
+        raise _unusable(file, exc) from None
     conn = sqlite3.connect(f"{uri}?mode=ro&immutable=1", uri=True, isolation_level=None, check_same_thread=False)
     _pragmas(conn)
     return conn

@@ -288,3 +288,23 @@ def test_verify_on_a_database_being_written_never_raises_a_false_alarm(tmp_path:
     assert checks >= 5 and len(seen) >= 3, (checks, seen)  # verify really ran while runs were being added
     assert sum(int(o) for o in outs) >= 2
     assert check(open_readonly(db)).problems == []
+
+
+def test_opening_again_in_one_process_keeps_the_first_connections_locks(tmp_path: Path) -> None:
+    """Regression: checking a file by opening and closing it drops the POSIX locks this process's SQLite
+    connections hold on it; another process then deletes the WAL under them and later commits are lost."""
+    from toy_support import toy
+
+    from kpimcp.servers import create_run, transaction
+    from kpimcp.servers.audit import update_run_meta
+
+    db = tmp_path / "locks.db"
+    first = connect(db)
+    create_run(first, toy(), "mandated", run_id="run-l")
+    connect(db).close()  # e.g. a second thread's connection in a server process
+    peek = [sys.executable, "-c", "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]);"
+            " print(c.execute('SELECT count(*) FROM run_meta').fetchone()[0]); c.close()", str(db)]  # fmt: skip
+    assert subprocess.run(peek, capture_output=True, text=True).stdout.strip() == "1"
+    with transaction(first):
+        update_run_meta(first, "run-l", event="status", status="closed")
+    assert subprocess.run(peek, capture_output=True, text=True).stdout.strip() == "2"
