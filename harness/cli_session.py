@@ -95,7 +95,7 @@ def session_close(run_id: str, db: Path, reason: str | None) -> None:
     from kpimcp.servers.runs import get_run
     from kpimcp.servers.sessions import close_run
 
-    conn = existing_db(db)
+    conn = existing_db(db, write=True)
     try:
         status = close_run(conn, run_id, "operator", reason)
     except ValueError as exc:
