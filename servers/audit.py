@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sqlite3
 from typing import Any, NamedTuple
 
@@ -16,6 +17,7 @@ from pydantic import BaseModel
 from .store import now_iso
 
 __all__ = [
+    "MAX_STORED_RESULT_CHARS",
     "META_FIELDS",
     "AuditRow",
     "ChainProblem",
@@ -39,6 +41,9 @@ _HASHED = (
 )  # fmt: skip
 HASH_VERSION = "kpimcp-audit-v1"
 META_VERSION = "kpimcp-meta-v1"
+# A tool result longer than this (JSON characters) is stored as its size and digest only; the agent still gets
+# all of it. Keeps one huge listing from growing the database by its size for every call that returns it.
+MAX_STORED_RESULT_CHARS = int(os.environ.get("KPIMCP_MAX_STORED_RESULT_CHARS") or 1024 * 1024)
 # The run columns the judge relies on, covered by the run_meta chain (docs/audit.md). Order is irrelevant (the
 # snapshot is canonical JSON); adding a field means a new META_VERSION.
 META_FIELDS = ("scenario", "scenario_version", "variant", "model", "status", "scenario_digest", "kit_version")
@@ -117,6 +122,13 @@ def _row_hash(prev_hash: str, values: Any) -> str:
     return _fields_hash((HASH_VERSION, prev_hash, *[values[c] for c in _HASHED]))
 
 
+def _stored_result(text: str) -> str:
+    if len(text) <= MAX_STORED_RESULT_CHARS:
+        return text
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+    return _dump({"result_not_stored": {"chars": len(text), "sha256": digest, "limit": MAX_STORED_RESULT_CHARS}})
+
+
 def _dump(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, default=str)
 
@@ -153,7 +165,7 @@ def append(
         "tool": tool,
         "arguments": _dump(arguments),
         "status": status,
-        "result": None if result is None else _dump(result),
+        "result": None if result is None else _stored_result(_dump(result)),
         "error": error,
         "changes": _dump(changes or []),
         "client_name": client.get("name"),
