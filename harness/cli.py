@@ -472,14 +472,13 @@ def report(db: Path, scenario_ids: tuple[str, ...], variants: tuple[str, ...], m
     from kpimcp.judge.report import mr_gate, pct, write_report
     from kpimcp.judge.selfcheck import ingest_product_reviews
 
+    from .cli_audit import broken_evidence, open_for_report
+
+    conn, writable = open_for_report(db)  # first: a file that is not a results database leaves no folder behind
     try:
         out = writable_dir(out, "report folder")  # before judging: fail in a second, not after the work
     except UnwritablePath as exc:
         raise UsageFailure(str(exc)) from None
-
-    from .cli_audit import broken_evidence, open_for_report
-
-    conn, writable = open_for_report(db)
     filters = _filters(conn, scenario_ids, variants, models, bench)
     if writable:
         judge_pending(conn, **filters)
