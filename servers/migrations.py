@@ -148,8 +148,8 @@ def _search_index(db: Database) -> None:
 
 @STEPS(name="0005_sessions")
 def _sessions(db: Database) -> None:
-    """Operator sessions of product runs (servers/sessions.py): label, transport, idle limit, how they closed."""
-    db["sessions"].create({"run_id": str, "agent": str, "transport": str, "idle_seconds": float, "created_at": str,
+    """Operator sessions of product runs (servers/sessions.py): label, transport, how they closed."""
+    db["sessions"].create({"run_id": str, "agent": str, "transport": str, "created_at": str,
                            "closed_at": str, "close_reason": str, "close_note": str}, pk="run_id",
                           not_null={"created_at"}, if_not_exists=True)  # fmt: skip
 
