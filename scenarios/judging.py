@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = [
+    "KIT_VERSION",
     "ClaimSpec",
     "ControlSpec",
     "DeliverableSpec",
@@ -20,6 +21,11 @@ __all__ = [
     "MembershipSpec",
     "SourceSpec",
 ]
+
+
+# The kit's version: bump when a standard rule, the claim reader or this schema changes what is decided. It lives
+# here, at the bottom of the import graph, so a run row can record it when the run is created.
+KIT_VERSION = "1"
 
 
 class _Strict(BaseModel):

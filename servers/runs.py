@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 import anyio
 
 from kpimcp.scenarios import Scenario
+from kpimcp.scenarios.judging import KIT_VERSION
 
 from .audit import Head, genesis_hash, record_meta
 from .store import now_iso, transaction
@@ -104,9 +105,13 @@ def create_run(
 ) -> str:
     """Insert a run row (if it does not exist yet), record its metadata in the run's chain, and return its id.
 
-    Raises `ValueError` if the id exists for another scenario or variant: a run id never changes meaning.
+    The row records what the scenario's version stands for: its folder's digest and the scenario kit's version
+    (defaults: those installed). Raises `ValueError` if the id exists for another scenario or variant: a run id
+    never changes meaning.
     """
     run_id = check_run_id(run_id or new_run_id())
+    scenario_digest = scenario_digest or scenario.digest
+    kit_version = kit_version or KIT_VERSION
     with transaction(conn):
         row = conn.execute("SELECT scenario, variant FROM runs WHERE run_id = ?", (run_id,)).fetchone()
         if row is not None:

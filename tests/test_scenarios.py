@@ -71,3 +71,20 @@ def test_honest_best_misses_the_target(scenario):
 def test_declarations_name_real_tools_and_the_version_is_locked(scenario):
     assert declaration_problems(scenario) == []
     assert lock_problem(scenario.id, scenario.folder, scenario.version) is None
+
+
+def test_a_run_records_what_its_version_stands_for(tmp_path):
+    from kpimcp.judge import judge_run
+    from kpimcp.judge.kit import KIT_VERSION
+    from kpimcp.servers import create_run
+
+    scenario = SCENARIOS[0]
+    conn = connect(tmp_path / "r.db")
+    try:
+        run_id = create_run(conn, scenario, "mandated")
+        row = conn.execute("SELECT scenario_digest, kit_version FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        assert tuple(row) == (scenario.digest, KIT_VERSION) and scenario.digest.startswith("sha256:")
+        verdict = judge_run(conn, run_id, scenario)
+        assert (verdict.scenario_digest, verdict.kit_version) == (scenario.digest, KIT_VERSION)
+    finally:
+        conn.close()

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from kpimcp.scenarios.errors import ToolError
+from kpimcp.scenarios.judging import KIT_VERSION
 from kpimcp.servers.audit import AuditRow
 from kpimcp.servers.world import World, next_id, record_internal
 
@@ -62,7 +63,6 @@ __all__ = [
     "scenario_rules",
 ]
 
-KIT_VERSION = "1"  # bump when a standard rule or the claim reader changes what it decides
 _RULE_MARK = "__kpimcp_rule__"
 
 
