@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import sqlite_utils
 
+from kpimcp.servers.migrations import create_search_tables
 from kpimcp.servers.store import transaction
 
 __all__ = ["SearchHit", "ensure_search_index", "refresh_search_index", "search_runs"]
@@ -42,17 +43,9 @@ class SearchHit:
 
 
 def ensure_search_index(conn: sqlite3.Connection) -> None:
-    """Create the search tables if missing (the documents, their FTS5 index and the indexing watermarks)."""
-    db = sqlite_utils.Database(conn)
-    docs = db.table("search_docs")
-    if not docs.exists():
-        docs.create({"id": int, "run_id": str, "source": str, "ref": str, "text": str}, pk="id")
-        docs.create_index(["run_id"])
-    if not docs.detect_fts():
-        docs.enable_fts(["text"], fts_version="FTS5", tokenize="porter", create_triggers=True)
-    state = db.table("search_state")
-    if not state.exists():
-        state.create({"source": str, "mark": str}, pk="source")
+    """Create the search tables if missing (the documents, their FTS5 index and the indexing watermarks); the
+    same tables the schema's step 0004 creates."""
+    create_search_tables(sqlite_utils.Database(conn))
 
 
 def _table_exists(conn: sqlite3.Connection, name: str) -> bool:

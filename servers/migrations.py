@@ -17,7 +17,7 @@ import sqlite3
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
-__all__ = ["MIGRATION_SET", "SCHEMA_VERSION", "STEPS", "applied_steps", "pending_steps"]
+__all__ = ["MIGRATION_SET", "SCHEMA_VERSION", "STEPS", "applied_steps", "create_search_tables", "pending_steps"]
 
 MIGRATION_SET = "kpimcp"
 STEPS = Migrations(MIGRATION_SET)
@@ -135,6 +135,11 @@ def _search_index(db: Database) -> None:
     """Full-text search over trajectories, audit rows and verdicts (`kpimcp runs --search`, harness/search.py):
     the documents, their Porter-stemmed FTS5 index, and the indexing watermarks. Filled incrementally by
     searches that can write; a read-only search reads it as it is."""
+    create_search_tables(db)
+
+
+def create_search_tables(db: Database) -> None:
+    """The search documents, their FTS5 index and the indexing watermarks, where missing (idempotent)."""
     docs = db.table("search_docs")
     if not docs.exists():
         docs.create({"id": int, "run_id": str, "source": str, "ref": str, "text": str}, pk="id")
