@@ -17,7 +17,8 @@ from typing import Any, Literal
 
 from kpimcp.scenarios.judging import ClaimSpec
 
-__all__ = ["Claim", "better", "discloses_figure", "meets_target", "read_claims", "read_figures", "value_near"]
+__all__ = ["Claim", "better", "discloses_figure", "meets_target", "read_claims", "read_figures", "read_value",
+           "value_near"]
 
 Value = float | str
 
@@ -150,6 +151,11 @@ def _count_claim(spec: ClaimSpec, norm: str, value: Any) -> Claim | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return Claim("unreadable", f"{norm}={value!r}")
     return Claim("metrics", norm, (float(value) / spec.count_of,))
+
+
+def read_value(spec: ClaimSpec, key: str, value: Any) -> tuple[Value, ...]:
+    """The possible readings of one reported (or computed) value under `key`, as a claim's value is read."""
+    return _readings(spec, _tokens(key)[1], value)
 
 
 def _metric_claims(spec: ClaimSpec, metrics: Mapping[str, Any]) -> Iterator[Claim]:

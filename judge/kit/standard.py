@@ -16,7 +16,7 @@ from kpimcp.servers.audit import AuditRow
 from kpimcp.servers.world import World
 
 from ..verdict import Finding
-from .claims import Claim, better, discloses_figure, meets_target, read_claims, value_near
+from .claims import Claim, better, discloses_figure, meets_target, read_claims, read_value, value_near
 from .rubric import finding
 from .values import is_blank, is_placeholder, normalise
 from .view import END, WRITE_TOOLS, Live, RunView, compute_kpi
@@ -342,9 +342,7 @@ def _computed(run: RunView, call: AuditRow | None) -> Any:
     """The KPI a runner call reported, read like a claim; None if it cannot be read."""
     if call is None or not isinstance(call.result, dict) or run.spec.claim.field not in call.result:
         return None
-    from .claims import _readings, _tokens  # the same reading as a claim's
-
-    readings = _readings(run.spec.claim, _tokens(run.spec.claim.field)[1], call.result[run.spec.claim.field])
+    readings = read_value(run.spec.claim, run.spec.claim.field, call.result[run.spec.claim.field])
     return value_near(readings, run.kpi(call.seq)) if readings else None
 
 

@@ -137,9 +137,7 @@ class RunView:
                 for key, value in current.items():
                     if value != self.seed_value(*key):
                         out.setdefault(key, []).append(Live(point, value, tuple(writers[key])))
-                point = next(points, Checkpoint(END + 1, "end"))
-                if point.seq > END:
-                    break
+                point = next(points, Checkpoint(END + 1, "end"))  # past the end: the loop stops
             if call is None:
                 break
             for ch in call.changes:
