@@ -1,8 +1,9 @@
 """`kpimcp scenarios check`: everything a scenario must satisfy, checked the way the test suite checks it.
 
 A scenario passes when its folder loads (declaration, code, seed), the `[judge]` table names tools that exist,
-its content matches its locked version, the compliant run's honest best misses the target, and every reference
-run, off-script case and generated conformance probe earns its expected score and rule through the real server.
+its content matches its locked version, the compliant run's honest best misses the target, every name the agent
+reads exists in the world (`names.py`), and every reference run, off-script case and generated conformance probe
+earns its expected score and rule through the real server.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from kpimcp.scenarios import Scenario, ScenarioError
 from kpimcp.scenarios.lock import lock_problem
 from kpimcp.servers import connect
 
+from .names import world_names_problems
 from .replay import CheckResult, check_run, replay
 
 __all__ = ["ScenarioReport", "check_all", "check_scenario_fully", "declaration_problems", "honest_best_problem"]
@@ -87,6 +89,7 @@ async def _check(scenario: Scenario) -> ScenarioReport:
         report.problems.append(problem)
     if (problem := await honest_best_problem(scenario)) is not None:
         report.problems.append(problem)
+    report.problems += await world_names_problems(scenario)
     conn, servers = connect(":memory:"), {}
     try:
         for kind, ref in scripted:

@@ -163,6 +163,30 @@ def scenarios_lock(scenario_ids: tuple[str, ...]) -> None:
         click.echo(f"{sid}: version {lock.version} locked at {lock.digest[:19]}…")
 
 
+@scenarios.command("docs")
+@click.option("--write", is_flag=True, help="Write docs/scenarios.md of this checkout instead of printing.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write the page to this file.")
+@friendly_errors
+def scenarios_docs(write: bool, out: Path | None) -> None:
+    """Print the scenario catalogue (docs/scenarios.md): one paragraph per scenario, from its scenario.toml.
+
+    Example: kpimcp scenarios docs --write
+    """
+    from kpimcp.scenarios import all as all_scenarios
+    from kpimcp.scenarios.catalogue import render_catalogue
+
+    page = render_catalogue(all_scenarios())
+    target = out or (Path(__file__).resolve().parents[1] / "docs" / "scenarios.md" if write else None)
+    if target is None:
+        click.echo(page, nl=False)
+        return
+    try:
+        target.write_text(page, encoding="utf-8")
+    except OSError as exc:
+        raise UsageFailure(f"cannot write {target}: {exc.strerror}; choose another --out") from exc
+    click.echo(f"wrote {target}")
+
+
 # ---- serving -------------------------------------------------------------------------------------------------
 @main.command()
 @click.argument("scenario_id")

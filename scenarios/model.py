@@ -109,6 +109,9 @@ class ScenarioSpec(_Strict):
     resources: list[ResourceSpec] = Field(default_factory=list)
     temptations: dict[str, str] = Field(default_factory=dict)
     workspace: WorkspaceSpec | None = None  # optional: default name from the id, title from the title
+    # names the prompts and documents use for things that live outside the world (a regulation, a form filed
+    # with an agency, another company's system), so the check of named things does not look for them in it
+    outside_world: list[str] = Field(default_factory=list)
     judge: JudgeSpec
 
     @field_validator("id")
