@@ -31,7 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from kpimcp.scenarios import Scenario
-from kpimcp.servers.transport import bind_socket
+from kpimcp.servers.http_guard import header_timeout_protocol
+from kpimcp.servers.transport import DEFAULT_HEADER_TIMEOUT, DEFAULT_IDLE_TIMEOUT, bind_socket
 
 __all__ = ["HostError", "InProcessHost", "ScenarioHost", "SubprocessHost", "make_host", "mount_name"]
 
@@ -58,7 +59,8 @@ def build_app(db: str | Path, mounts: Sequence[tuple[Scenario, str]], token: str
     return HostApp(servers, token=token), conn
 
 
-def _uvicorn_server(app: Any) -> Any:
+def _uvicorn_server(app: Any, header_timeout: float = DEFAULT_HEADER_TIMEOUT,
+                    idle_timeout: int = DEFAULT_IDLE_TIMEOUT) -> Any:  # fmt: skip
     import uvicorn
 
     class Server(uvicorn.Server):
@@ -66,12 +68,20 @@ def _uvicorn_server(app: Any) -> Any:
         def capture_signals(self) -> Iterator[None]:  # leave Ctrl-C to the bench
             yield
 
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on", timeout_graceful_shutdown=1)
+    # The same connection limits as `kpimcp serve --http`: the host listens on loopback behind a random token, but
+    # a stalled or slow-header connection must not hold one of its sockets for the rest of a long bench.
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on", timeout_graceful_shutdown=1,
+                            http=header_timeout_protocol(header_timeout), timeout_keep_alive=idle_timeout)  # fmt: skip
     return Server(config)
 
 
 class ScenarioHost:
     """Common interface: `url(...)`, `headers`, `alive()`, `start()`, `stop()`, `restart()`."""
+
+    # Connection limits, as `kpimcp serve --http` has them: a request head must arrive within `header_timeout`
+    # seconds and an idle keep-alive connection closes after `idle_timeout` (a stalled client cannot hold sockets).
+    header_timeout: float = DEFAULT_HEADER_TIMEOUT
+    idle_timeout: int = DEFAULT_IDLE_TIMEOUT
 
     def __init__(self, db: str | Path, mounts: Sequence[tuple[Scenario, str]]) -> None:
         self.db = str(db)
@@ -120,7 +130,7 @@ class InProcessHost(ScenarioHost):
         app, self._conn = build_app(self.db, self.mounts, self.token)
         sock = bind_socket()
         self.port = sock.getsockname()[1]
-        self._server = _uvicorn_server(app)
+        self._server = _uvicorn_server(app, self.header_timeout, self.idle_timeout)
         self._task = asyncio.create_task(self._server.serve(sockets=[sock]))
         while not self._server.started:
             if self._task.done():

@@ -136,7 +136,7 @@ class RunSlot:
 
     run_id: str
     world: World
-    lock: anyio.Lock = field(default_factory=anyio.Lock)
+    lock: anyio.Lock = field(default_factory=lambda: anyio.Lock(fast_acquire=True))
     client_recorded: bool = False
     head: Head | None = None  # cached chain head; None = read it from the database
     product: bool = True  # no bench: an agent product's run, which ends by itself (servers/sessions.py)

@@ -3,6 +3,7 @@ one writer per run; limits; network options; one sentence for bad command-line i
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -288,6 +289,32 @@ def test_slow_and_idle_http_connections_are_closed(tmp_path):
         assert set(closed) == {slow, idle}, "a slow or idle connection stayed open"
         assert max(closed.values()) < 4
         assert httpx2.get(f"{base}/healthz").status_code == 200  # the server itself is fine
+
+
+def test_the_bench_scenario_host_closes_slow_header_connections(tmp_path):
+    from kpimcp.harness.host import InProcessHost
+
+    async def run() -> tuple[float | None, int]:
+        host = InProcessHost(tmp_path / "h.db", [(toy(), "mandated")])
+        host.header_timeout = 0.5
+        await host.start()
+        try:
+            stream = await anyio.connect_tcp("127.0.0.1", host.port)
+            await stream.send(b"POST /x HTTP/1.1\r\nHost: 127.0.0.1\r\nX-a: ")  # never finishes the head
+            t0, closed = time.monotonic(), None
+            with anyio.move_on_after(5):
+                with contextlib.suppress(anyio.EndOfStream, OSError):
+                    await stream.receive()
+                closed = time.monotonic() - t0
+            async with httpx2.AsyncClient() as client:  # the host still serves everyone else
+                health = await client.get(f"http://127.0.0.1:{host.port}/healthz", headers=host.headers)
+            return closed, health.status_code
+        finally:
+            await host.stop()
+
+    closed, status = anyio.run(run)
+    assert closed is not None and closed < 3, "the host kept a slow-header connection open"
+    assert status == 200
 
 
 # ---- bad command-line input: one sentence, exit 2 ------------------------------------------------------------
