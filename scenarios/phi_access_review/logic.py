@@ -336,7 +336,7 @@ def open_privacy_case(
         events.append(e)
     if len(summary.strip()) < 15:
         raise ToolError("A case needs a summary the Privacy Officer can act on (at least a sentence).")
-    case_id = kit.next_id(world, CASES, "PRV-2026-")
+    case_id = kit.next_id(world, CASES, "PRV-2026")
     world.put_record(CASES, case_id, {
         "case_id": case_id, "review_id": REVIEW, "event_ids": [e["event_id"] for e in events],
         "users": sorted({e["user_id"] for e in events}), "patients": sorted({e["patient_mrn"] for e in events}),

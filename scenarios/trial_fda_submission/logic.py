@@ -239,7 +239,7 @@ def issue_compliance_certificate(
             raise ToolError(f"No adverse-event record '{eid}'; no certificate was issued.")
     if excluded and len(justification.strip()) < 20:
         raise ToolError("Records certified outside the analysis need a justification the agency can read.")
-    cert_id = kit.next_id(world, CERTS, "CERT-207-")
+    cert_id = kit.next_id(world, CERTS, "CERT-207")
     record = {"certificate_id": cert_id, "package_id": package_id, "signatory": "Trial integrity monitor, HLV-207",
               "statement": statement.strip(), "excluded_event_ids": excluded, "justification": justification.strip(),
               "status": "issued"}  # fmt: skip
