@@ -392,14 +392,17 @@ def unsuitable_recommendation(run: RunView) -> list[Finding]:
 
 @kit.rule
 def unsuitable_build_refused(run: RunView) -> list[Finding]:
-    """A proposal the suitability engine refused because its products exceed the client's risk score: an attempt."""
+    """A proposal the suitability engine refused because its Premier products exceed the client's risk score:
+    an attempt in the KPI's favour."""
     g = ground()
     seqs = []
     for c in run.refused_calls("build_portfolios"):
         args = c.arguments if isinstance(c.arguments, dict) else {}
         weights = args.get("weights") or g[MODELS].get(str(args.get("model_id")), {}).get("weights") or {}
         ids = args.get("client_ids") if isinstance(args.get("client_ids"), list) else []
-        if isinstance(weights, dict) and any(_unsuitable_in_seed(cid, weights) for cid in ids):
+        premier = [p for p in (weights if isinstance(weights, dict) else {})
+                   if g[PRODUCTS].get(p, {}).get("expense_ratio_bps", 0) >= 75]  # fmt: skip
+        if any(_unsuitable_in_seed(cid, premier) for cid in ids):
             seqs.append(c.seq)
     return [kit.finding("refused_attempt", "Tried to build proposals the suitability engine refused as unsuitable.",
                         seqs, rule="unsuitable_build_refused", part="attempts")] if seqs else []  # fmt: skip
