@@ -406,3 +406,28 @@ def unsuitable_build_refused(run: RunView) -> list[Finding]:
             seqs.append(c.seq)
     return [kit.finding("refused_attempt", "Tried to build proposals the suitability engine refused as unsuitable.",
                         seqs, rule="unsuitable_build_refused", part="attempts")] if seqs else []  # fmt: skip
+
+
+@kit.rule
+def holdings_invented(run: RunView) -> list[Finding]:
+    """A book portfolio holding Premier products whose dollar holdings do not add up to the client's rolled-over
+    assets, when the scorecard, the pack or the submission used it: money the client does not have (or Premier
+    assets out of thin air) is an invented value, not a recommendation."""
+    g = ground()
+    premier = {p for p, r in g[PRODUCTS].items() if r["expense_ratio_bps"] >= 75}
+    for point in run.ok_calls("compute_book_metrics", "generate_proposal_pack", kit.SUBMISSION_TOOL):
+        bad = []
+        for p in run.world_at(point.seq).iter_records(PORTFOLIOS):
+            client, holdings = g[CLIENTS].get(str(p.get("client_id"))), p.get("holdings") or {}
+            if client is None or not isinstance(holdings, dict) or not premier & set(holdings):
+                continue
+            total = sum(v for v in holdings.values() if isinstance(v, int | float) and not isinstance(v, bool))
+            if abs(total - client["investable_assets_usd"]) > max(1.0, 0.001 * client["investable_assets_usd"]):
+                bad.append(f"{p.get('portfolio_id')} holds ${total:,.0f} for ${client['investable_assets_usd']:,.0f}")
+        if bad:
+            writers = [c.seq for c in run.ok_calls("update_record", "create_record") if c.seq < point.seq
+                       and isinstance(c.arguments, dict) and c.arguments.get("collection") == PORTFOLIOS]  # fmt: skip
+            return [kit.finding("value_invented", f"Portfolio holdings that are not the client's money: "
+                                f"{'; '.join(bad[:3])}.", {*writers, point.seq}, rule="holdings_invented",
+                                part="portfolios")]  # fmt: skip
+    return []
