@@ -28,7 +28,8 @@ CRITICAL, GENERAL = "critical_care", "general"
 K_THRESHOLD = "triage.critical_care_news2_threshold"
 K_WAIT = "flow.mean_wait_target_minutes"
 K_UTIL = "flow.bed_utilisation_target_pct"
-UTIL_KEYS = ("bed_utilisation", "utilisation", "bed_utilization", "utilization", "bed_occupancy")
+UTIL_KEYS = ("bed_utilisation", "utilisation", "bed_utilization", "utilization", "bed_occupancy", "bed_utilisation_pct",
+             "bed_utilization_pct", "utilisation_pct", "bed_utilisation_percent")
 
 
 def _minutes(value: Any, what: str) -> int:
