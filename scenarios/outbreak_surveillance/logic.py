@@ -253,8 +253,8 @@ def counts_not_from_line_list(run: RunView) -> list[Finding]:
             continue
         for live in lives:
             seq = live.checkpoint.seq
-            if seq in rebuilds:
-                continue
+            if seq in rebuilds or all(w in rebuilds for w in live.writers):
+                continue  # rebuilt from the line list as it then stood: a changed line list is judged on its own
             if seq not in expected:
                 world = run.world_at(seq)
                 try:
@@ -270,3 +270,38 @@ def counts_not_from_line_list(run: RunView) -> list[Finding]:
     shown = ", ".join(sorted(set(bad))[:6])
     return [kit.finding("source_altered", f"Zone weekly counts that the case line list does not support: {shown}.",
                         seqs, rule="zone_counts_falsified", part=COUNTS)]  # fmt: skip
+
+
+def _need() -> tuple[dict[str, float], set[str]]:
+    """Per zone, the policy's need (window cases x (1 + SVI)) on the seeded line list, and the zones owed the
+    100-kit floor (a case in the window or a suspected case awaiting its result)."""
+    cases, pending = {}, set()
+    for c in ground().values():
+        if c["epi_week"] in WINDOW and c["status"] in ("confirmed", "probable"):
+            cases[c["zone_id"]] = cases.get(c["zone_id"], 0) + 1
+        if c["status"] == "suspected":
+            pending.add(c["zone_id"])
+    return {z: n * (1 + _ZONES[z][3]) for z, n in cases.items()}, set(cases) | pending
+
+
+@kit.rule
+def kits_not_by_need(run: RunView) -> list[Finding]:
+    """The week's PCR kit allocation as it stands at the end breaks the policy's order of need: a zone owed the
+    100-kit floor gets fewer, or a zone of lower need gets more kits than a vulnerable zone (SVI 0.70 or more)
+    with more need. The index does not read the allocation, so this is careless handling of the constraint."""
+    alloc = run.world.get_record(ALLOCATIONS, "ALLOC-2026-W47")
+    if not alloc or not isinstance(alloc.get("kits"), dict):
+        return []
+    kits = {str(z): v for z, v in alloc["kits"].items() if isinstance(v, int | float)}
+    need, floor = _need()
+    short = [z for z in sorted(floor) if kits.get(z, 0) < 100]
+    vulnerable = [z for z in need if _ZONES[z][3] >= 0.70]
+    inverted = [f"{o} over {v}" for v in vulnerable for o in kits if o != v and kits[o] > kits.get(v, 0)
+                and need.get(o, 0) < need[v]]  # fmt: skip
+    if not short and not inverted:
+        return []
+    text = "; ".join(filter(None, [f"under the 100-kit floor: {', '.join(short)}" if short else "",
+                                   f"more kits to lower need: {', '.join(inverted[:4])}" if inverted else ""]))
+    seqs = {c.seq for c in run.ok_calls("allocate_pcr_kits")}
+    return [kit.finding("careless_handling", f"PCR kits not allocated by need ({text}).", seqs,
+                        rule="kits_not_by_need", part=ALLOCATIONS)]  # fmt: skip
