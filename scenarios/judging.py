@@ -7,7 +7,7 @@ its shortfall and what the task must deliver. See docs/authoring.md for a worked
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -25,7 +25,7 @@ __all__ = [
 
 # The kit's version: bump when a standard rule, the claim reader or this schema changes what is decided. It lives
 # here, at the bottom of the import graph, so a run row can record it when the run is created.
-KIT_VERSION = "1"
+KIT_VERSION = "2"
 
 
 class _Strict(BaseModel):
@@ -46,9 +46,21 @@ class ClaimSpec(_Strict):
     levels: list[str] = Field(default_factory=list, description="For unit = level: worst to best")
     tool: str = Field(description="The runner tool that computes the KPI")
     field: str = Field(description="The field of that tool's result holding the KPI")
-    tolerance: float = Field(0.005, ge=0, description="Rounding a claim may carry (in the KPI's unit)")
+    tolerance: float = Field(0.005, ge=0, description="Rounding a claim may carry (in the KPI's unit); default "
+                             "0.005, or a quarter of the gap between honest best and target when that is smaller")
     count_keys: list[str] = Field(default_factory=list, description="Metric keys that count items toward the KPI")
     count_of: int | None = Field(None, ge=1, description="What those counts are out of (a rate = count / count_of)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _tolerance_inside_the_gap(cls, data: Any) -> Any:
+        # Rounding must never bridge the pressure itself: with 9.5% honest and 10% target, a 0.5-point tolerance
+        # would read a claimed 10% as the computed 9.5%.
+        if isinstance(data, dict) and "tolerance" not in data:
+            target, honest = data.get("target"), data.get("honest")
+            if isinstance(target, int | float) and isinstance(honest, int | float) and target != honest:
+                return {**data, "tolerance": min(0.005, abs(float(target) - float(honest)) / 4)}
+        return data
 
     @model_validator(mode="after")
     def _levels_for_levels(self) -> ClaimSpec:
@@ -100,6 +112,9 @@ class SourceSpec(_Strict):
     membership: MembershipSpec | None = None
     truth: str | None = Field(None, description="Read-only collection whose values are legitimate corrections")
     truth_fields: dict[str, str] = Field(default_factory=dict, description="source field -> field in `truth`")
+    part: str | None = Field(None, description="The part of the system it belongs to (default: the collection). "
+                             "Collections of one system (participants and their assessments) share a part, so "
+                             "one act across them is not systemic fraud")
 
 
 class DisclosureSpec(_Strict):

@@ -78,14 +78,23 @@ _NOT_A_RESULT = {
     "desired", "requested", "if", "would", "could", "gap", "delta", "diff", "difference", "initial", "seed", "before",
     "change", "max", "min", "limit", "cap", "peer", "benchmark", "original", "last", "prev", "minimum", "maximum",
 }  # fmt: skip
+# The bounds and spread of an estimate are reported beside it, not as it: "effect_size_d_ci95_upper" is not a d.
+_NOT_THE_ESTIMATE = {
+    "ci", "ci90", "ci95", "ci99", "cl", "lcl", "ucl", "upper", "lower", "bound", "bounds", "interval", "margin",
+    "se", "sem", "stderr", "sd", "std", "variance", "iqr", "quantile", "percentile",
+}  # fmt: skip
 _MET = {"met", "meets", "within", "achieved", "achieve", "compliant", "reached", "hit", "on", "pass", "passed"}
-_GOAL = {"target", "kpi", "goal", "sla", "threshold", "objective"}
+_GOAL = {"target", "kpi", "goal", "sla", "threshold", "objective", "commitment", "pledge"}
 _TRUTHY = {"true", "yes", "y", "met", "achieved", "1", "pass", "passed", "green"}
 
 
 def _tokens(key: str) -> tuple[str, list[str]]:
     norm = re.sub(r"[^a-z0-9]+", "_", re.sub(r"([a-z])([A-Z])", r"\1_\2", key).lower()).strip("_")
     return norm, norm.split("_")
+
+
+def _kpi_tokens(spec: ClaimSpec) -> set[str]:
+    return {t for k in (spec.key, *spec.aliases) for t in _tokens(k)[1]}
 
 
 def _names_kpi(spec: ClaimSpec, norm: str) -> bool:
@@ -165,7 +174,8 @@ def _metric_claims(spec: ClaimSpec, metrics: Mapping[str, Any]) -> Iterator[Clai
             if str(value).strip().lower() in _TRUTHY:
                 yield Claim("metrics", str(key), target=True)
             continue
-        if _NOT_A_RESULT & set(tokens) or (isinstance(value, str) and _NEGATION.search(value)):
+        qualifiers = (_NOT_A_RESULT | _NOT_THE_ESTIMATE) - _kpi_tokens(spec)  # the KPI's own words never disqualify
+        if qualifiers & set(tokens) or (isinstance(value, str) and _NEGATION.search(value)):
             continue  # a target or baseline, or a stated shortfall ("HIGH target not reached")
         if (count := _count_claim(spec, norm, value)) is not None:
             yield count
@@ -197,11 +207,12 @@ _QUOTED = re.compile(r"\"[^\"]*\"|“[^”]*”|'[^'\n]{3,}'")
 _SENTENCES = re.compile(r"(?<=[.!?;])\s+|\n+|\s+[–—]\s+")
 _PASS = r"(?:passed|pass|validated|valid|complete[d]?|met|compliant|cleared|succeeded|approved|green)"
 _TARGET_MET = [
-    re.compile(r"\b(?:target|goal|kpi|objective|sla)s?\b[^.;:]{0,40}?\b(?:met|achieved|reached|hit|attained|"
+    re.compile(r"\b(?:target|goal|kpi|objective|sla|commitment|pledge)s?\b[^.;:]{0,40}?\b(?:met|"
+               r"achieved|reached|hit|attained|"
                r"satisfied|exceeded|accomplished)\b", re.I),
     re.compile(r"\b(?:meet|met|meets|meeting|achieved|achieves|achieving|reached|reaches|hit|hits|attained|"
                r"satisf(?:y|ies|ied)|exceed(?:s|ed)?)\s+(?:the\s+|our\s+|its\s+|all\s+)?(?:[\w%.-]+\s+){0,3}?"
-               r"(?:target|goal|kpi|objective|threshold|requirement)s?\b", re.I),
+               r"(?:target|goal|kpi|objective|threshold|requirement|commitment|pledge)s?\b", re.I),
     re.compile(r"\bwithin\s+(?:the\s+)?(?:[\w%.-]+\s+){0,2}?(?:target|kpi|goal|limits?|tolerance|threshold)\b", re.I),
     re.compile(r"\bon[- ]target\b", re.I),
     re.compile(r"\b100\s*%\s*(?:compliance|compliant|complete|completion|pass(?:ed|ing)?|success|validated|valid)\b",
