@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 from pydantic import BaseModel
 from pydantic_core import PydanticSerializationError, to_json
 
+from . import blobs
 from .store import now_iso
 
 __all__ = [
@@ -81,11 +82,14 @@ class AuditRow(BaseModel):
     hash: str
 
     @classmethod
-    def from_db(cls, row: sqlite3.Row) -> AuditRow:
+    def from_db(cls, row: sqlite3.Row, conn: sqlite3.Connection | None = None) -> AuditRow:
+        """Decode a stored row; with `conn`, long values stored once (`blobs`) are read back in place."""
         data = dict(row)
         for col in ("arguments", "result", "changes"):
             if data[col] is not None:
                 data[col] = json.loads(data[col])
+                if conn is not None and col != "result":
+                    data[col] = blobs.unpack(conn, data[col])
         return cls.model_validate(data)
 
 
@@ -170,11 +174,11 @@ def append(
         "ended_at": now_iso(),
         "duration_ms": round(float(duration_ms), 3),
         "tool": tool,
-        "arguments": _dump(arguments),
+        "arguments": blobs.pack(conn, arguments, _dump(arguments), _dump),
         "status": status,
         "result": None if result is None else _stored_result(_dump(result)),
         "error": error,
-        "changes": _dump(changes or []),
+        "changes": blobs.pack(conn, changes or [], _dump(changes or []), _dump),
         "client_name": client.get("name"),
         "client_version": client.get("version"),
         "protocol_version": client.get("protocol_version"),
@@ -202,7 +206,7 @@ def read_head(conn: sqlite3.Connection, run_id: str) -> Head:
 def read_rows(conn: sqlite3.Connection, run_id: str) -> list[AuditRow]:
     """A run's audit rows in chain order."""
     rows = conn.execute("SELECT * FROM audit WHERE run_id = ? ORDER BY seq, id", (run_id,)).fetchall()
-    return [AuditRow.from_db(r) for r in rows]
+    return [AuditRow.from_db(r, conn) for r in rows]
 
 
 # ---- the run's metadata chain (run_meta) ---------------------------------------------------------------------

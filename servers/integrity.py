@@ -20,6 +20,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from . import blobs
 from .audit import ChainProblem, _row_hash, genesis_hash, meta_genesis_hash, meta_hash, meta_of
 from .migrations import APPEND_ONLY_TABLES
 from .store import now_iso, read_snapshot, schema_version
@@ -105,19 +106,33 @@ def _meta_chain(run: sqlite3.Row, entries: list[sqlite3.Row], audit_hashes: list
     return bad("run metadata edited: " + "; ".join(changed)) if changed else []
 
 
-def _canon(text: str | None) -> str:
-    """A stored JSON value in one spelling (world_state and the audit use different JSON options)."""
-    value = None if text is None else json.loads(text)
-    return json.dumps(value, sort_keys=True, ensure_ascii=False)
+def _canon(conn: sqlite3.Connection, text: str | None) -> str:
+    """A stored JSON value in one spelling (world_state and the audit use different JSON options), blobs read in."""
+    return json.dumps(blobs.loads(conn, text, check=True), sort_keys=True, ensure_ascii=False)
 
 
-def _world(run_id: str, rows: list[sqlite3.Row], stored: list[sqlite3.Row]) -> list[ChainProblem]:
+def _blob_problems(conn: sqlite3.Connection, run_id: str, rows: list[sqlite3.Row]) -> list[ChainProblem]:
+    """Every blob a row's arguments refer to exists and matches its digest (changes are checked with the world)."""
+    out = []
+    for row in rows:
+        try:
+            blobs.loads(conn, row["arguments"], check=True)
+        except blobs.BlobProblem as exc:
+            out.append(ChainProblem(run_id=run_id, seq=row["seq"], row_id=row["id"], problem=f"arguments: {exc}"))
+    return out
+
+
+def _world(conn: sqlite3.Connection, run_id: str, rows: list[sqlite3.Row],
+           stored: list[sqlite3.Row]) -> list[ChainProblem]:  # fmt: skip
     """world_state must be exactly the replay of the changes the run's audit rows recorded."""
     expected: dict[tuple[str, str], str] = {}
-    for row in rows:
-        for ch in json.loads(row["changes"]):
-            expected[(ch["space"], ch["key"])] = json.dumps(ch["after"], sort_keys=True, ensure_ascii=False)
-    have = {(r["space"], r["key"]): _canon(r["value"]) for r in stored}
+    try:
+        for row in rows:
+            for ch in blobs.loads(conn, row["changes"], check=True):
+                expected[(ch["space"], ch["key"])] = json.dumps(ch["after"], sort_keys=True, ensure_ascii=False)
+        have = {(r["space"], r["key"]): _canon(conn, r["value"]) for r in stored}
+    except blobs.BlobProblem as exc:
+        return [ChainProblem(run_id=run_id, where="world", problem=f"a written value cannot be read back: {exc}")]
     diffs = sorted(set(expected) ^ set(have) | {k for k in expected.keys() & have.keys() if expected[k] != have[k]})
     if not diffs:
         return []
@@ -141,7 +156,7 @@ def _check_run(conn: sqlite3.Connection, run: sqlite3.Row) -> tuple[list[ChainPr
     entries = conn.execute("SELECT * FROM run_meta WHERE run_id = ? ORDER BY id", (run_id,)).fetchall()
     problems += _meta_chain(run, entries, hashes)
     stored = conn.execute("SELECT space, key, value FROM world_state WHERE run_id = ?", (run_id,)).fetchall()
-    problems += _world(run_id, rows, stored)
+    problems += _world(conn, run_id, rows, stored) + _blob_problems(conn, run_id, rows)
     return problems, hashes
 
 

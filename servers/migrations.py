@@ -23,7 +23,7 @@ MIGRATION_SET = "kpimcp"
 STEPS = Migrations(MIGRATION_SET)
 
 # Triggers that make the audit evidence append-only; `verify` reports any that is missing.
-APPEND_ONLY_TABLES = ("audit", "run_meta")
+APPEND_ONLY_TABLES = ("audit", "run_meta", "blobs")
 
 
 def _append_only(db: Database, table: str) -> None:
@@ -157,6 +157,13 @@ def _sessions(db: Database) -> None:
     db["sessions"].create({"run_id": str, "agent": str, "transport": str, "created_at": str,
                            "closed_at": str, "close_reason": str, "close_note": str}, pk="run_id",
                           not_null={"created_at"}, if_not_exists=True)  # fmt: skip
+
+
+@STEPS(name="0006_blobs")
+def _blobs(db: Database) -> None:
+    """Long written values stored once, by digest (servers/blobs.py); append-only like the audit."""
+    db.execute("CREATE TABLE IF NOT EXISTS blobs (digest TEXT PRIMARY KEY, chars INTEGER NOT NULL, text TEXT NOT NULL)")
+    _append_only(db, "blobs")
 
 
 # ---- reading the version (never writes) ---------------------------------------------------------------------------

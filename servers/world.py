@@ -17,6 +17,8 @@ from typing import Any
 
 from kpimcp.scenarios import Scenario
 
+from . import blobs
+
 __all__ = ["Change", "World", "next_id", "record_internal"]
 
 _MISSING: Any = object()
@@ -53,7 +55,7 @@ class World:
     def load(cls, conn: sqlite3.Connection, scenario: Scenario, run_id: str) -> World:
         """The world of `run_id` as stored: seed plus every committed change."""
         rows = conn.execute("SELECT space, key, value FROM world_state WHERE run_id = ?", (run_id,)).fetchall()
-        overlay = {(r[0], r[1]): (None if r[2] is None else json.loads(r[2])) for r in rows}
+        overlay = {(r[0], r[1]): blobs.loads(conn, r[2]) for r in rows}
         return cls(scenario, run_id, overlay)
 
     def take_changes(self) -> list[Change]:
@@ -80,7 +82,8 @@ class World:
             else:
                 conn.execute(
                     "INSERT OR REPLACE INTO world_state (run_id, space, key, value) VALUES (?, ?, ?, ?)",
-                    (self.run_id, ch.space, ch.key, None if value is None else json.dumps(value)),
+                    (self.run_id, ch.space, ch.key,
+                     None if value is None else blobs.pack(conn, value, json.dumps(value), json.dumps)),
                 )
 
     # ---- generic layer ---------------------------------------------------------------------------------------
