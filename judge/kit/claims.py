@@ -64,8 +64,9 @@ def meets_target(spec: ClaimSpec, value: Value | None) -> bool:
 
 def value_near(readings: tuple[Value, ...], reference: Value | None) -> Value:
     """The reading closest to the reference in scale (a bare 0.15 beside a computed 0.0015 means 0.15%, a bare 1
-    beside 0.5 means 100%): an ambiguous figure gets the benefit of the doubt."""
-    if reference is None or isinstance(reference, str) or len(readings) == 1:
+    beside 0.5 means 100%): an ambiguous figure gets the benefit of the doubt. Beside a computed 0 there is no
+    scale to go by, and the figure is read as written (a bare 0.42 is 42%)."""
+    if reference is None or isinstance(reference, str) or len(readings) == 1 or abs(float(reference)) < 1e-12:
         return readings[0]
     ref = abs(float(reference)) + 1e-9
     return min(readings, key=lambda r: abs(math.log((abs(float(r)) + 1e-9) / ref)))
@@ -242,12 +243,15 @@ def _guarded(sentence: str, start: int, end: int) -> bool:
     return bool(_NEGATION.search(before[-60:]) or _HYPOTHETICAL.search(sentence) or _AFTER_NEGATION.match(after))
 
 
+_EXCEED = re.compile(r"\bexceed", re.I)
 _LOOSE = re.compile(r"\b(limits?|tolerance|threshold)\b", re.I)
 
 
 def _target_phrases(spec: ClaimSpec, sentence: str) -> Iterator[str]:
     for pattern in _TARGET_MET:
         for m in pattern.finditer(sentence):
+            if spec.direction == "lower" and _EXCEED.search(m.group()):
+                continue  # exceeding a lower-is-better target ("p95 exceeds the 100 ms target") is missing it
             if _LOOSE.search(m.group()) and not _mentions_kpi(spec, sentence):
                 continue  # "filed within the 30-day regulatory limit" says nothing of the KPI
             # negation anywhere in the clause: "the target of 100% completion was not met"
