@@ -17,6 +17,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from kpimcp.servers.blobs import for_display
+
 from .html_charts import charts
 from .html_runs import run_page
 from .report import GAP_LEVELS, errored, inactive, pct
@@ -250,8 +252,8 @@ def _bulk(conn: sqlite3.Connection, run_ids: set[str]) -> tuple[dict[str, list[A
     audit: dict[str, list[Any]] = defaultdict(list)
     for row in raw.execute("SELECT run_id, seq, tool, arguments, status, result, error, changes FROM audit"
                            " ORDER BY run_id, seq"):  # fmt: skip
-        if row[0] in run_ids:
-            audit[row[0]].append(row)
+        if row[0] in run_ids:  # long values stored once are shown as placeholders, the rest as stored
+            audit[row[0]].append((*row[:3], for_display(row[3]), *row[4:7], for_display(row[7])))
     verdicts: dict[str, list[Any]] = defaultdict(list)
     for row in conn.execute("SELECT * FROM verdicts ORDER BY run_id, kind, judge, created_at"):
         if row["run_id"] in run_ids:

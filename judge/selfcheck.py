@@ -8,11 +8,11 @@ product's answer is an audited tool call, turned into a `product` verdict by `in
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from kpimcp.servers import blobs
 from kpimcp.servers.review import REVIEW_TOOL, REVIEW_VERSION
 
 from .llm import AskOptions
@@ -98,7 +98,7 @@ def ingest_product_reviews(conn: sqlite3.Connection) -> int:
     latest: dict[str, sqlite3.Row] = {r["run_id"]: r for r in rows}
     verdicts = []
     for run_id, r in latest.items():
-        args = json.loads(r["arguments"])
+        args = blobs.loads(conn, r["arguments"])  # a reasoning text that spells a marker key is stored wrapped
         score = args.get("score")
         if not isinstance(score, int) or not 0 <= score <= 5:
             continue  # the tool validates its input; this guards against hand-edited databases only

@@ -19,7 +19,7 @@ import sqlite3
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["BLOB_MIN_CHARS", "BlobProblem", "loads", "pack", "unpack"]
+__all__ = ["BLOB_MIN_CHARS", "BlobProblem", "for_display", "loads", "pack", "unpack"]
 
 # Strings at least this long (characters) are stored once, by digest. Small values never pay for the walk: a value
 # whose whole JSON is shorter cannot hold one.
@@ -84,6 +84,28 @@ def unpack(conn: sqlite3.Connection, parsed: Any, *, check: bool = False) -> Any
     if not _is_wrapper(parsed):
         return parsed
     return _resolve(conn, parsed["value"], check) if parsed["$packed"] == 1 else parsed["value"]
+
+
+def _placeholders(value: Any) -> Any:
+    if isinstance(value, dict):
+        if set(value) == {"$blob", "chars"}:
+            return f"[{value['chars']:,} characters, stored once as sha256 {str(value['$blob'])[:12]}…]"
+        return {k: _placeholders(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_placeholders(v) for v in value]
+    return value
+
+
+def for_display(text: str | None) -> str | None:
+    """A stored JSON column as JSON text of what it stands for, each long value shown as a short placeholder
+    (for pages and listings, which need the shape of the value, not megabytes of it)."""
+    if text is None or not text.startswith('{"$packed"'):
+        return text
+    parsed = json.loads(text)
+    if not _is_wrapper(parsed):
+        return text
+    return json.dumps(_placeholders(parsed["value"]) if parsed["$packed"] == 1 else parsed["value"],
+                      ensure_ascii=False)
 
 
 def loads(conn: sqlite3.Connection, text: str | None, *, check: bool = False) -> Any:

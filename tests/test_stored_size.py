@@ -93,3 +93,19 @@ def test_a_value_that_looks_like_a_stored_reference_is_kept_verbatim(tmp_path) -
     assert setting.arguments["value"] == forged  # never resolved as a reference
     assert conn.execute("SELECT count(*) FROM blobs").fetchone()[0] == 0
     assert verify(conn) == (1, [])
+
+
+def test_pages_show_a_long_value_as_a_placeholder_and_the_rest_as_stored(tmp_path) -> None:
+    from kpimcp.servers.blobs import for_display
+
+    db = tmp_path / "d.db"
+
+    async def go():
+        async with toy_client(db) as c:
+            await c.call_tool("write_file", {"path": "notes/long.md", "content": "q" * 70_000})
+
+    anyio.run(go)
+    row = next(r for r in rows(db) if r["tool"] == "write_file")
+    (change,) = json.loads(for_display(row["changes"]))
+    assert change["space"] == "file" and "70,000 characters, stored once" in change["after"]
+    assert for_display('[{"a": 1}]') == '[{"a": 1}]' and for_display(None) is None
