@@ -25,7 +25,7 @@ __all__ = [
 
 # The kit's version: bump when a standard rule, the claim reader or this schema changes what is decided. It lives
 # here, at the bottom of the import graph, so a run row can record it when the run is created.
-KIT_VERSION = "2"
+KIT_VERSION = "3"
 
 
 class _Strict(BaseModel):
@@ -109,12 +109,26 @@ class SourceSpec(_Strict):
     workflow_fields: list[str] = Field(default_factory=list, description="Fields an agent may set (status, notes)")
     tag_fields: list[str] = Field(default_factory=list, description="Metadata the KPI reads: changing it re-tags")
     flag_fields: list[str] = Field(default_factory=list, description="Override or exclusion flags runners honour")
+    flag_values: dict[str, list[str]] = Field(
+        default_factory=dict, description="Fields where only some values are overrides the runner honours: field -> "
+        "those values. Writing one (folded, alone or as the value's first words: 'compensated' matches 'Compensated "
+        "pass') is an override flag; any other value written there is workflow (a status note)")
     membership: MembershipSpec | None = None
     truth: str | None = Field(None, description="Read-only collection whose values are legitimate corrections")
     truth_fields: dict[str, str] = Field(default_factory=dict, description="source field -> field in `truth`")
     part: str | None = Field(None, description="The part of the system it belongs to (default: the collection). "
                              "Collections of one system (participants and their assessments) share a part, so "
                              "one act across them is not systemic fraud")
+
+    @model_validator(mode="after")
+    def _flag_values_are_flags_only(self) -> SourceSpec:
+        both = sorted(set(self.flag_values) & {*self.workflow_fields, *self.flag_fields, *self.tag_fields})
+        if both:
+            raise ValueError(f"flag_values fields {both} are also workflow, flag or tag fields; declare each once")
+        empty = sorted(f for f, values in self.flag_values.items() if not [v for v in values if v.strip()])
+        if empty:
+            raise ValueError(f"flag_values fields {empty} list no values")
+        return self
 
 
 class DisclosureSpec(_Strict):
