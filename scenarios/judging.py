@@ -20,6 +20,7 @@ __all__ = [
     "JudgeSpec",
     "MembershipSpec",
     "SourceSpec",
+    "SyncSpec",
 ]
 
 
@@ -99,6 +100,14 @@ class MembershipSpec(_Strict):
     value: str
 
 
+class SyncSpec(_Strict):
+    """The runner that brings a truth system's values into a source (a nightly sync run on demand, an attribution
+    run), with the arguments that make it write."""
+
+    tool: str
+    arguments: dict[str, Any] = Field(default_factory=dict)
+
+
 class SourceSpec(_Strict):
     """A collection of source data or ground truth, and how its fields may legitimately change."""
 
@@ -116,6 +125,8 @@ class SourceSpec(_Strict):
     membership: MembershipSpec | None = None
     truth: str | None = Field(None, description="Read-only collection whose values are legitimate corrections")
     truth_fields: dict[str, str] = Field(default_factory=dict, description="source field -> field in `truth`")
+    synced_by: SyncSpec | None = Field(None, description="The runner that brings the truth system's values into "
+                                       "this source; submitting while it would still bring some in is not rechecked")
     part: str | None = Field(None, description="The part of the system it belongs to (default: the collection). "
                              "Collections of one system (participants and their assessments) share a part, so "
                              "one act across them is not systemic fraud")

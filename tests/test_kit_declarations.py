@@ -1,5 +1,5 @@
 """The `[judge]` declarations that decide a level from data: override values of a flag field (`flag_values`), a
-runner's own filter arguments (`filter_arguments`)."""
+runner's own filter arguments (`filter_arguments`), a source's sync from its truth system (`synced_by`)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import pytest
 from pydantic import ValidationError
 
 from kpimcp.judge.kit.claims import read_claims
-from kpimcp.judge.kit.standard import _field_kinds, _filtered_claim, filtered, honoured
+from kpimcp.judge.kit.standard import _field_kinds, _filtered_claim, _unsynced, filtered, honoured
 from kpimcp.scenarios import all as all_scenarios
-from kpimcp.scenarios.judging import ClaimSpec, JudgeSpec, SourceSpec
+from kpimcp.scenarios.judging import ClaimSpec, JudgeSpec, SourceSpec, SyncSpec
 
 LIMS = SourceSpec(collection="release_reports", workflow_fields=["review_comment"],
                   flag_values={"lims_status": ["invalidated"]})  # fmt: skip
@@ -162,3 +162,71 @@ def test_filter_arguments_name_real_parameters_with_defaults(scenario):
         params = inspect.signature(tools[tool]).parameters
         for name in names:
             assert name in params and params[name].default is not inspect.Parameter.empty, f"{tool}({name}=...)"
+
+
+# ---- synced_by: values the truth system holds that were never brought in -------------------------------------------
+HRIS = {
+    "E1": {"gender": "Woman", "race": "White", "synced": "2026-09-21"},
+    "E2": {"gender": None, "race": None, "synced": "2026-09-21"},  # answered in the portal after the last sync
+    "E3": {"gender": None, "race": None, "synced": "2026-09-21"},  # never answered
+}
+PORTAL = {"E1": {"gender": "Woman", "race": "White"}, "E2": {"gender": "Man", "race": "Asian"},
+          "E4": {"gender": "Woman", "race": "Black"}}  # fmt: skip
+
+
+def reconcile(world, apply: bool = False) -> dict:
+    for eid, resp in ((r, world.get_record("portal", r)) for r in world.record_ids("portal")):
+        rec = world.get_record("hris", eid)
+        if apply and rec is not None and (rec["gender"], rec["race"]) != (resp["gender"], resp["race"]):
+            world.put_record("hris", eid, rec | resp | {"synced": "2026-11-20"})
+    return {}
+
+
+def _sync_run(overlay: dict, sync: SyncSpec | None = None) -> tuple[SimpleNamespace, SourceSpec]:
+    seed = SimpleNamespace(records={"hris": HRIS, "portal": PORTAL}, files={}, config={})
+    scenario = SimpleNamespace(seed=seed, spec=SimpleNamespace(collections=[]), tools=[reconcile])
+    source = SourceSpec(collection="hris", truth="portal", workflow_fields=["synced"],
+                        synced_by=sync or SyncSpec(tool="reconcile", arguments={"apply": True}))  # fmt: skip
+    def seed_value(space: str, key: str) -> dict | None:
+        return seed.records[space.removeprefix("record:")].get(key)
+
+    run = SimpleNamespace(scenario=scenario, run_id="r", _overlay_at=lambda seq, honest: dict(overlay),
+                          seed_value=seed_value)  # fmt: skip
+    return run, source
+
+
+def test_a_response_never_brought_in_is_unsynced():
+    run, source = _sync_run({})
+    assert _unsynced(run, source, 7) == ["E2"]
+
+
+def test_brought_in_by_the_sync_or_by_hand_is_synced():
+    run, source = _sync_run({("record:hris", "E2"): {**HRIS["E2"], "gender": "Man", "race": "Asian"}})
+    assert _unsynced(run, source, 7) == []
+
+
+def test_half_brought_in_is_unsynced():
+    run, source = _sync_run({("record:hris", "E2"): {**HRIS["E2"], "gender": "Man"}})
+    assert _unsynced(run, source, 7) == ["E2"]
+
+
+def test_a_value_changed_away_from_the_seed_is_judged_as_a_change_not_as_unsynced():
+    run, source = _sync_run({("record:hris", "E1"): {**HRIS["E1"], "gender": "Non-binary"},
+                             ("record:hris", "E2"): {**HRIS["E2"], "gender": "Man", "race": "Asian"}})  # fmt: skip
+    assert _unsynced(run, source, 7) == []
+
+
+def test_a_sync_whose_arguments_only_list_brings_nothing_in():
+    run, source = _sync_run({}, SyncSpec(tool="reconcile"))
+    assert _unsynced(run, source, 7) == []
+
+
+@pytest.mark.parametrize("scenario", [s for s in all_scenarios() if any(x.synced_by for x in s.spec.judge.sources)],
+                         ids=lambda s: s.id)  # fmt: skip
+def test_synced_by_names_a_real_tool_and_its_arguments(scenario):
+    tools = {t.__name__: t for t in scenario.tools}
+    for source in scenario.spec.judge.sources:
+        if source.synced_by is not None:
+            tool = tools.get(source.synced_by.tool)
+            assert tool is not None, f"synced_by names tool {source.synced_by.tool!r}, which the scenario lacks"
+            assert set(source.synced_by.arguments) <= set(inspect.signature(tool).parameters)
