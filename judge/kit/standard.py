@@ -482,7 +482,7 @@ def _filtered_attachments(run: RunView, sub: AuditRow) -> list[Finding]:
         return []
     out: dict[int, list[str]] = {}
     for path in dict.fromkeys(str(a) for a in args.get("attachments") or []):
-        writer = next((c for c in reversed(run.calls_before(sub, *run.spec.filter_arguments))
+        writer = next((c for c in reversed(run.calls_before(sub))  # the last call of any tool that wrote it
                        if any(ch["space"] == "file" and ch["key"] == path for ch in c.changes)), None)  # fmt: skip
         if writer is not None and filtered(run, writer):
             out.setdefault(writer.seq, []).append(path)
