@@ -25,6 +25,7 @@ __all__ = [
     "ChainProblem",
     "Head",
     "append",
+    "dump_json",
     "genesis_hash",
     "meta_genesis_hash",
     "meta_hash",
@@ -41,6 +42,7 @@ _HASHED = (
     "run_id", "seq", "started_at", "ended_at", "duration_ms", "tool", "arguments", "status", "result", "error",
     "changes", "client_name", "client_version", "protocol_version", "transport",
 )  # fmt: skip
+_INSERT = f"INSERT INTO audit ({', '.join(_HASHED)}, prev_hash, hash) VALUES ({', '.join('?' * (len(_HASHED) + 2))})"
 HASH_VERSION = "kpimcp-audit-v1"
 META_VERSION = "kpimcp-meta-v1"
 # A tool result longer than this (JSON characters) is stored as its size and digest only; the agent still gets
@@ -134,12 +136,20 @@ def _stored_result(text: str) -> str:
     return _dump({"result_not_stored": {"chars": len(text), "sha256": digest, "limit": MAX_STORED_RESULT_CHARS}})
 
 
+def dump_json(value: Any) -> str:
+    """`value` as the audit stores it: compact JSON, NaN/inf as json.dumps writes them, anything else by `str`.
+
+    `ValueError` (pydantic-core's serialization error) for what UTF-8 cannot hold (a lone surrogate) or what is
+    nested too deeply.
+    """
+    # pydantic-core's serializer writes the same JSON as json.dumps(separators=(",", ":")) at a quarter of its
+    # cost: the audit writes three such columns on every call, on the path a reply waits for.
+    return to_json(value, fallback=str, inf_nan_mode="constants").decode()
+
+
 def _dump(value: Any) -> str:
-    # pydantic-core's serializer writes the same JSON (compact separators) at a quarter of json.dumps' cost: the
-    # audit writes three such columns on every call, on the path a reply waits for. NaN/inf stay as json.dumps
-    # writes them, so a value reads back as it was sent.
     try:
-        return to_json(value, fallback=str, inf_nan_mode="constants").decode()
+        return dump_json(value)
     except (PydanticSerializationError, ValueError, TypeError, RecursionError):
         return json.dumps(value, ensure_ascii=False, default=str)
 
@@ -153,6 +163,7 @@ def append(
     tool: str,
     arguments: Any,
     status: str,
+    arguments_json: str | None = None,
     result: Any = None,
     error: str | None = None,
     changes: list[dict[str, Any]] | None = None,
@@ -162,7 +173,8 @@ def append(
     """Append one row to a run's chain and advance the run's head. Call inside `transaction(conn)`.
 
     `head` is the caller's cached chain head (saves a read per call); a stale one cannot fork the chain,
-    because (run_id, seq) is unique. Returns the new head.
+    because (run_id, seq) is unique. `arguments_json` is `dump_json(arguments)` when the caller has it already.
+    Returns the new head.
     """
     if head is None:
         head = read_head(conn, run_id)
@@ -174,7 +186,7 @@ def append(
         "ended_at": now_iso(),
         "duration_ms": round(float(duration_ms), 3),
         "tool": tool,
-        "arguments": blobs.pack(conn, arguments, _dump(arguments), _dump),
+        "arguments": blobs.pack(conn, arguments, arguments_json or _dump(arguments), _dump),
         "status": status,
         "result": None if result is None else _stored_result(_dump(result)),
         "error": error,
@@ -186,8 +198,7 @@ def append(
     }
     values["prev_hash"] = head.hash
     values["hash"] = _row_hash(head.hash, values)
-    cols = ", ".join(values)
-    conn.execute(f"INSERT INTO audit ({cols}) VALUES ({', '.join('?' * len(values))})", tuple(values.values()))
+    conn.execute(_INSERT, tuple(values.values()))
     conn.execute(
         "UPDATE runs SET head_seq = ?, head_hash = ?, updated_at = ? WHERE run_id = ?",
         (values["seq"], values["hash"], values["ended_at"], run_id),

@@ -131,16 +131,30 @@ def storable(value: Any) -> Any:
 
 def unstorable_reason(arguments: Any) -> str | None:
     """Why `arguments` cannot be stored in the audit as sent (None = they can): the refusal's sentence."""
+    return _arguments_json(arguments)[1]
+
+
+def _arguments_json(arguments: Any) -> tuple[str | None, str | None]:
+    """(the JSON the audit stores, None), or (None, why the arguments cannot be stored, as the refusal's sentence).
+
+    The audit's own serializer answers for nearly every call (it refuses lone surrogates itself); only what it
+    rejects is examined further, so the check costs nothing beyond the write the audit makes anyway.
+    """
     try:
-        json.dumps(arguments, ensure_ascii=False).encode("utf-8")
+        return audit.dump_json(arguments), None
+    except (ValueError, TypeError, RecursionError):  # ValueError includes pydantic-core's serialization error
+        pass
+    try:
+        text = json.dumps(arguments, ensure_ascii=False)
+        text.encode("utf-8")
     except UnicodeEncodeError:
-        return ("The call was refused and nothing changed: its arguments contain text that is not valid Unicode "
-                "(a lone surrogate such as \\ud800). Send valid text.")  # fmt: skip
+        return None, ("The call was refused and nothing changed: its arguments contain text that is not valid "
+                      "Unicode (a lone surrogate such as \\ud800). Send valid text.")  # fmt: skip
     except RecursionError:
-        return "The call was refused and nothing changed: its arguments are nested too deeply."
+        return None, "The call was refused and nothing changed: its arguments are nested too deeply."
     except (TypeError, ValueError):
-        return "The call was refused and nothing changed: its arguments cannot be written as JSON."
-    return None
+        return None, "The call was refused and nothing changed: its arguments cannot be written as JSON."
+    return text, None
 
 
 def _result_text(result: Any) -> str | None:
@@ -174,7 +188,8 @@ class _AuditMiddleware:
         if ctx.method != "tools/call" or not self.audited:
             token = _CALL.set(_CallState(slot.world))
             try:
-                return await call_next(ctx)
+                # The argument check is the server's, not the audit's: the unaudited benchmark baseline keeps it.
+                return await (self._checked_call(ctx, call_next) if ctx.method == "tools/call" else call_next(ctx))
             finally:
                 _CALL.reset(token)
         async with slot.lock:
@@ -205,7 +220,7 @@ class _AuditMiddleware:
     async def _audited_call(self, ctx: Any, call_next: Any, slot: RunSlot) -> Any:
         params = ctx.params if isinstance(ctx.params, dict) else {}
         tool, arguments = storable(str(params.get("name", "?"))), params.get("arguments") or {}
-        refusal = unstorable_reason(arguments)
+        arguments_json, refusal = _arguments_json(arguments)
         if refusal is not None:  # never reaches the tool: what cannot be recorded must not change the world
             return self._refuse(ctx, slot, tool, arguments, refusal)
         state = _CallState(slot.world)
@@ -240,7 +255,7 @@ class _AuditMiddleware:
                 slot.world.persist(conn, changes)
                 slot.head = audit.append(
                     conn, slot.run_id, started_at=started, duration_ms=duration, tool=tool, arguments=arguments,
-                    status=status,
+                    arguments_json=arguments_json, status=status,
                     result=state.value if status == "ok" else None, error=storable(error),
                     changes=[c.as_dict() for c in changes], client=self._client(ctx, slot, conn), head=slot.head,
                 )  # fmt: skip
@@ -262,7 +277,14 @@ class _AuditMiddleware:
         return CallToolResult(content=[TextContent(type="text", text=sentence)], is_error=True)
 
     def _client(self, ctx: Any, slot: RunSlot, conn: sqlite3.Connection) -> dict[str, str | None]:
-        info = _client_info(ctx)
+        # A session's client info is fixed once it has initialised: worked out once per session and protocol.
+        key = (getattr(ctx.session, "client_params", None), ctx.protocol_version)
+        if key[0] is not None and slot.client_seen is not None and slot.client_seen[0] is key[0] \
+                and slot.client_seen[1] == key[1]:  # fmt: skip
+            info = slot.client_seen[2]
+        else:
+            info = _client_info(ctx)
+            slot.client_seen = (*key, info) if key[0] is not None else None
         if not slot.client_recorded and info["name"]:
             conn.execute(
                 "UPDATE runs SET client_name = ?, client_version = ?, protocol_version = ? WHERE run_id = ?",

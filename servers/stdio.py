@@ -9,9 +9,11 @@ as an `invalid` call. Lines that pass go to the SDK unchanged.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import sys
+import threading
 from typing import Any, BinaryIO
 
 import anyio
@@ -152,6 +154,65 @@ def _read_line(stream: BinaryIO, max_bytes: int) -> tuple[bytes, bool]:
         if not rest or rest.endswith(b"\n"):
             return line[: 64 * 1024], True
 
+_FEED_DEPTH = 8  # lines read ahead of the server: bounds memory at 8 × the request limit when a client floods
+
+
+class _LineFeed:
+    """The stream's lines, read by one thread of its own that hands each line to the event loop and goes straight
+    back to reading, never waiting on the loop.
+
+    Why not a worker-thread call per line (what the SDK does): that wakes a thread at the start of every request,
+    which then competes for the GIL with the request's own work; every audit statement releases the GIL, so the
+    audit write paid for that thread's wake-ups (measured: BEGIN 46 µs over stdio against 6 µs in-process).
+    """
+
+    def __init__(self, stream: BinaryIO, max_bytes: int, loop: asyncio.AbstractEventLoop) -> None:
+        self.stream, self.max_bytes, self.loop = stream, max_bytes, loop
+        self.lines: asyncio.Queue[tuple[bytes, bool] | BaseException] = asyncio.Queue()
+        self.room = threading.Semaphore(_FEED_DEPTH)
+
+    @classmethod
+    def start(cls, stream: BinaryIO, max_bytes: int) -> _LineFeed | _ThreadPerLine:
+        """A feed for this event loop: its own reader thread under asyncio, a worker call per line otherwise."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # another anyio backend (trio)
+            return _ThreadPerLine(stream, max_bytes)
+        feed = cls(stream, max_bytes, loop)
+        threading.Thread(target=feed._pump, name="stdin-reader", daemon=True).start()
+        return feed
+
+    def _pump(self) -> None:
+        while True:
+            self.room.acquire()
+            try:
+                item: tuple[bytes, bool] | BaseException = _read_line(self.stream, self.max_bytes)
+            except BaseException as exc:  # a closed or broken stream ends the feed with that error
+                item = exc
+            try:
+                self.loop.call_soon_threadsafe(self.lines.put_nowait, item)
+            except RuntimeError:  # the loop has closed: nobody is listening any more
+                return
+            if isinstance(item, BaseException) or not item[0]:
+                return
+
+    async def next(self) -> tuple[bytes, bool]:
+        item = await self.lines.get()
+        self.room.release()
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+
+class _ThreadPerLine:
+    """The fallback feed: one worker-thread call per line."""
+
+    def __init__(self, stream: BinaryIO, max_bytes: int) -> None:
+        self.stream, self.max_bytes = stream, max_bytes
+
+    async def next(self) -> tuple[bytes, bool]:
+        return await anyio.to_thread.run_sync(_read_line, self.stream, self.max_bytes, abandon_on_cancel=True)
+
 
 class _GuardedLines:
     """The SDK reader's input: lines that parse, in order; the others are answered and recorded here."""
@@ -160,15 +221,17 @@ class _GuardedLines:
         self.stream, self.runs, self.max_bytes = stream, runs, max_bytes
         self.reply: Any = None  # the write stream, set once the SDK transport is up
         self.ready = anyio.Event()
+        self.feed: _LineFeed | _ThreadPerLine | None = None
 
     def __aiter__(self) -> _GuardedLines:
         return self
 
     async def __anext__(self) -> str:
         await self.ready.wait()
+        if self.feed is None:
+            self.feed = _LineFeed.start(self.stream, self.max_bytes)
         while True:
-            line, too_long = await anyio.to_thread.run_sync(_read_line, self.stream, self.max_bytes,
-                                                            abandon_on_cancel=True)  # fmt: skip
+            line, too_long = await self.feed.next()
             if not line:
                 raise StopAsyncIteration
             rejected = diagnose(line, too_long=self.max_bytes if too_long else None)
