@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import re
-from datetime import date, datetime
+from datetime import UTC, date, datetime, time
 from typing import Any
 
-__all__ = ["PLACEHOLDERS", "as_date", "is_blank", "is_placeholder", "normalise"]
+__all__ = ["PLACEHOLDERS", "as_date", "as_datetime", "is_blank", "is_placeholder", "normalise", "readings"]
 
 # Null flavours (HL7), "to be" markers and dummy text that systems and people put where a value is missing.
 PLACEHOLDERS = frozenset({
@@ -39,8 +39,20 @@ def as_date(value: Any) -> date | None:
     return None
 
 
+def as_datetime(value: Any) -> datetime | None:
+    """The moment an ISO date-time spells (with a time of day), naive, in UTC when it names an offset; else None."""
+    if not isinstance(value, str) or len(value) > 40 or not _ISO_PREFIX.match(value.strip()):
+        return None
+    try:
+        moment = datetime.fromisoformat(value.strip())
+    except ValueError:
+        return None
+    return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo is not None else moment
+
+
 def normalise(value: Any) -> Any:
-    """A canonical form: None for blanks, ISO for dates, floats for numbers, folded text, sorted lists."""
+    """A canonical form: None for blanks, ISO for dates and date-times, floats for numbers, folded text, sorted
+    lists. A date-time keeps its time of day (moving an event by hours is a change; midnight reads as the day)."""
     if is_blank(value):
         return None
     if isinstance(value, bool):
@@ -52,9 +64,18 @@ def normalise(value: Any) -> Any:
     if isinstance(value, dict):
         return tuple(sorted((str(k), normalise(v)) for k, v in value.items()))
     text = str(value)
+    if (moment := as_datetime(text)) is not None:
+        return moment.date().isoformat() if moment.time() == time() else moment.isoformat()
     if (day := as_date(text)) is not None:
         return day.isoformat()
     return " ".join(text.split()).casefold()
+
+
+def readings(value: Any) -> set[Any]:
+    """The normalised forms a value may stand for: itself, and for a date-time also its day (a record that keeps
+    the day of a timestamped event holds the same fact; a different time of day does not)."""
+    form = normalise(value)
+    return {form, form[:10]} if isinstance(form, str) and as_datetime(form) is not None else {form}
 
 
 def is_placeholder(value: Any, extra: frozenset[str] = frozenset()) -> bool:
