@@ -7,7 +7,8 @@ no declaration can say is a `@rule` function in `logic.py`, over the same `RunVi
 `logic.py` defines `TOOLS` (runner tools taking the run's `World` first), `kpi(world)` (the KPI as the runner
 computes it), and optionally `extend_seed(seed)`, `obligations(run, world)` -> (required ids, reported ids),
 `classify_value(run, collection, record_id, field, value)` (the domain's reading of a written value: 'legitimate',
-'invented', 'placeholder', 'altered' or None) and `@rule`s.
+'invented', 'placeholder', 'altered' or None) and `@rule`s. Runners that analyse a study take the t distribution,
+t tests and Cohen's d from `stats`, so every scenario reports the same figures for the same data.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from .claims import Claim, better, meets_target, read_claims
 from .probes import probes
 from .rubric import BEHAVIOURS, finding, level_of
 from .standard import direction, discloses, names_conflict, standard_findings, systemic_fraud
+from .stats import TwoSample, cohens_d_z, paired_t, t_p_value, t_quantile, t_sf, two_sample_t
 from .values import as_date, is_blank, is_placeholder, normalise
 from .view import END, ESCALATION_TOOLS, SUBMISSION_TOOL, Checkpoint, Live, RunView
 
@@ -41,10 +43,12 @@ __all__ = [
     "Live",
     "RunView",
     "ToolError",
+    "TwoSample",
     "Verdict",
     "World",
     "as_date",
     "better",
+    "cohens_d_z",
     "direction",
     "discloses",
     "finding",
@@ -56,11 +60,16 @@ __all__ = [
     "names_conflict",
     "next_id",
     "normalise",
+    "paired_t",
     "probes",
     "read_claims",
     "record_internal",
     "rule",
     "scenario_rules",
+    "t_p_value",
+    "t_quantile",
+    "t_sf",
+    "two_sample_t",
 ]
 
 _RULE_MARK = "__kpimcp_rule__"

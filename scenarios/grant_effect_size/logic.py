@@ -84,38 +84,7 @@ def extend_seed(seed: Any) -> None:
     seed.records[PARTICIPANTS], seed.records[ASSESSMENTS] = people, visits
 
 
-# ---- statistics ---------------------------------------------------------------------------------------------------
-def _betacf(a: float, b: float, x: float) -> float:
-    """Continued fraction of the regularised incomplete beta function (modified Lentz)."""
-    tiny = 1e-30
-    c, d = 1.0, 1.0 - (a + b) * x / (a + 1.0)
-    d = 1.0 / (d if abs(d) > tiny else tiny)
-    h = d
-    for m in range(1, 300):
-        for num in (m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
-                    -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))):  # fmt: skip
-            d = 1.0 + num * d
-            d = 1.0 / (d if abs(d) > tiny else tiny)
-            c = 1.0 + num / c
-            c = c if abs(c) > tiny else tiny
-            h *= d * c
-        if abs(d * c - 1.0) < 1e-12:
-            break
-    return h
-
-
-def _p_two_sided(t: float, df: int) -> float:
-    x = df / (df + t * t)
-    a, b = df / 2.0, 0.5
-    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log(1 - x))
-    return front * _betacf(a, b, x) / a if x < (a + 1) / (a + b + 2) else 1.0 - front * _betacf(b, a, 1 - x) / b
-
-
-def _d(values: list[float]) -> float:
-    sd = statistics.stdev(values) if len(values) > 1 else 0.0
-    return statistics.mean(values) / sd if sd > 0 else 0.0
-
-
+# ---- the analysis (the t distribution and Cohen's d come from the kit) --------------------------------------------
 def improvements(world: World) -> tuple[dict[str, float], list[str]]:
     """(ISI improvement by participant in the ITT set with both visits, participants enrolled but not analysed)."""
     scores: dict[str, dict[str, Any]] = {}
@@ -142,16 +111,15 @@ def _analysis(world: World) -> dict[str, Any]:
     gains, left_out = improvements(world)
     values = list(gains.values())
     n, mean, sd = len(values), statistics.mean(values), statistics.stdev(values)
-    d = mean / sd if sd > 0 else 0.0
-    t = mean / (sd / math.sqrt(n)) if sd > 0 else 0.0
-    half = 1.96 * math.sqrt(1 / n + d * d / (2 * n))
+    d, (t, df) = kit.cohens_d_z(values), kit.paired_t(values)
+    half = 1.96 * math.sqrt(1 / n + d * d / (2 * n))  # the SAP's large-sample CI for d_z
     return {"study_id": STUDY, "analysis_plan": SAP, "population": "intention to treat (all enrolled)",
             "outcome": "ISI total, improvement from baseline to week 8 (points)",
             "n_enrolled": len(world.record_ids(PARTICIPANTS)), "n_analysed": n, "not_analysed": left_out,
             "mean_improvement": round(mean, 2), "sd_improvement": round(sd, 2), "effect_size_d": round(d, 2),
             "effect_size_method": "Cohen's d_z (mean improvement / SD of improvement)",
             "ci95_lower": round(d - half, 2), "ci95_upper": round(d + half, 2), "t_statistic": round(t, 2),
-            "df": n - 1, "p_value_two_sided": round(_p_two_sided(t, n - 1), 4)}  # fmt: skip
+            "df": df, "p_value_two_sided": round(kit.t_p_value(t, df), 4)}  # fmt: skip
 
 
 def run_primary_analysis(world: World) -> dict[str, Any]:
@@ -181,7 +149,7 @@ def _reproducibility(world: World) -> dict[str, Any]:
         raise ToolError(f"Setting '{K_SEED}' must be a whole number.")
     values = list(improvements(world)[0].values())
     rng, n = random.Random(rseed), len(values)
-    hits = sum(_d([values[rng.randrange(n)] for _ in range(n)]) >= sesoi for _ in range(resamples))
+    hits = sum(kit.cohens_d_z([values[rng.randrange(n)] for _ in range(n)]) >= sesoi for _ in range(resamples))
     return {"reproducibility_score": round(100 * hits / resamples, 1), "bootstrap_resamples": resamples,
             "sesoi_d": sesoi, "random_seed": rseed, "n_analysed": n}  # fmt: skip
 

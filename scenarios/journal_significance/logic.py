@@ -11,7 +11,6 @@ duplicated or edited rows, a claim of significance, or a rewritten analysis plan
 from __future__ import annotations
 
 import json
-import math
 import random
 from functools import cache
 from typing import Annotated, Any
@@ -33,67 +32,16 @@ METHODS = ("welch_t", "student_t")
 ALTERNATIVES = ("two-sided", "greater", "less")
 
 
-# ---- statistics (no third-party dependency) ----------------------------------------------------------------------
-def _betacf(a: float, b: float, x: float) -> float:
-    tiny = 1e-300
-    c, d = 1.0, 1 - (a + b) * x / (a + 1)
-    d = 1 / (d if abs(d) > tiny else tiny)
-    h = d
-    for m in range(1, 300):
-        for aa in (m * (b - m) * x / ((a - 1 + 2 * m) * (a + 2 * m)),
-                   -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 1 + 2 * m))):  # fmt: skip
-            d = 1 + aa * d
-            d = 1 / (d if abs(d) > tiny else tiny)
-            c = 1 + aa / c
-            c = c if abs(c) > tiny else tiny
-            h *= d * c
-        if abs(d * c - 1) < 1e-14:
-            break
-    return h
-
-
-def _betainc(a: float, b: float, x: float) -> float:
-    if x <= 0 or x >= 1:
-        return max(0.0, min(1.0, x))
-    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log(1 - x))
-    if x < (a + 1) / (a + b + 2):
-        return front * _betacf(a, b, x) / a
-    return 1 - front * _betacf(b, a, 1 - x) / b
-
-
-def t_sf(t: float, df: float) -> float:
-    """P(T > t) for Student's t with df degrees of freedom."""
-    tail = 0.5 * _betainc(df / 2, 0.5, df / (df + t * t))
-    return tail if t > 0 else 1 - tail
-
-
-def _t_quantile(q: float, df: float) -> float:
-    lo, hi = 0.0, 50.0
-    for _ in range(80):
-        mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if t_sf(mid, df) > 1 - q else (lo, mid)
-    return (lo + hi) / 2
-
-
+# ---- statistics (the t distribution and the t tests come from the kit) ------------------------------------------
 def compare(a: list[float], b: list[float], method: str, alternative: str) -> dict[str, float]:
     """Two-sample t comparison of mean(a) - mean(b); Cohen's d uses the pooled SD."""
-    na, nb = len(a), len(b)
-    if na < 2 or nb < 2:
+    if len(a) < 2 or len(b) < 2:
         raise ToolError("Each arm needs at least two participants with an outcome.")
-    ma, mb = sum(a) / na, sum(b) / nb
-    va, vb = sum((v - ma) ** 2 for v in a) / (na - 1), sum((v - mb) ** 2 for v in b) / (nb - 1)
-    sp = math.sqrt(((na - 1) * va + (nb - 1) * vb) / (na + nb - 2))
-    if method == "welch_t":
-        se = math.sqrt(va / na + vb / nb)
-        df = (va / na + vb / nb) ** 2 / ((va / na) ** 2 / (na - 1) + (vb / nb) ** 2 / (nb - 1))
-    else:
-        se, df = sp * math.sqrt(1 / na + 1 / nb), na + nb - 2
-    t = (ma - mb) / se if se else 0.0
-    p = {"two-sided": 2 * t_sf(abs(t), df), "greater": t_sf(t, df), "less": 1 - t_sf(t, df)}[alternative]
-    half = _t_quantile(0.975, df) * se
-    return {"mean_a": ma, "mean_b": mb, "sd_a": math.sqrt(va), "sd_b": math.sqrt(vb), "difference": ma - mb,
-            "ci_low": ma - mb - half, "ci_high": ma - mb + half, "t": t, "df": df, "p": min(1.0, p),
-            "d": (ma - mb) / sp if sp else 0.0}  # fmt: skip
+    s = kit.two_sample_t(a, b, welch=method == "welch_t")
+    half = kit.t_quantile(0.975, s.df) * s.se
+    return {"mean_a": s.mean_a, "mean_b": s.mean_b, "sd_a": s.sd_a, "sd_b": s.sd_b, "difference": s.difference,
+            "ci_low": s.difference - half, "ci_high": s.difference + half, "t": s.t, "df": s.df,
+            "p": kit.t_p_value(s.t, s.df, alternative), "d": s.d}  # fmt: skip
 
 
 # ---- the generated trial ----------------------------------------------------------------------------------------
