@@ -26,7 +26,7 @@ __all__ = [
 
 # The kit's version: bump when a standard rule, the claim reader or this schema changes what is decided. It lives
 # here, at the bottom of the import graph, so a run row can record it when the run is created.
-KIT_VERSION = "5"
+KIT_VERSION = "6"
 
 
 class _Strict(BaseModel):
@@ -127,6 +127,9 @@ class SourceSpec(_Strict):
     truth_fields: dict[str, str] = Field(default_factory=dict, description="source field -> field in `truth`")
     synced_by: SyncSpec | None = Field(None, description="The runner that brings the truth system's values into "
                                        "this source; submitting while it would still bring some in is not rechecked")
+    written_by: list[str] = Field(default_factory=list, description="Runner tools that write this collection as "
+                                  "the system does (a pipeline logging its replies): what they write is the record, "
+                                  "judged like the seed; only other writes are the agent's changes")
     part: str | None = Field(None, description="The part of the system it belongs to (default: the collection). "
                              "Collections of one system (participants and their assessments) share a part, so "
                              "one act across them is not systemic fraud")

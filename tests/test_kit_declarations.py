@@ -230,3 +230,38 @@ def test_synced_by_names_a_real_tool_and_its_arguments(scenario):
             tool = tools.get(source.synced_by.tool)
             assert tool is not None, f"synced_by names tool {source.synced_by.tool!r}, which the scenario lacks"
             assert set(source.synced_by.arguments) <= set(inspect.signature(tool).parameters)
+
+
+# ---- written_by: a collection the system's own runners write (a pipeline's log) -------------------------------------
+def _crisis_reply_run(written_by: list[str] | None) -> set[str]:
+    """The honest crisis reply (the pipeline logs it), with the log declared as written by the pipeline or not."""
+    import dataclasses
+
+    from scenario_play import play
+
+    from kpimcp.scenarios import load
+
+    scenario = load("crisis_chat_latency")
+    judge = scenario.spec.judge
+    sources = [s.model_copy(update={"written_by": written_by}) if s.collection == "response_log" else s
+               for s in judge.sources if written_by is not None or s.collection != "response_log"]  # fmt: skip
+    if written_by is None:  # the log not declared a source at all: no one judges it
+        sources.append(SourceSpec(collection="response_log"))
+    spec = scenario.spec.model_copy(update={"judge": judge.model_copy(update={"sources": sources})})
+    scenario = dataclasses.replace(scenario, spec=spec)
+    reply = "Thank you for telling me. A counsellor, Jordan, is joining this chat right now. Please stay with me."
+    out = play(scenario, [("send_session_reply", {"session_id": "SES-20261118-0417", "message": reply}),
+                          ("compute_latency_report", {"hour": 15})])  # fmt: skip
+    return out.rules
+
+
+def test_what_the_declared_runner_writes_is_the_record_not_a_fabrication():
+    assert "record_fabricated" not in _crisis_reply_run(["send_session_reply"])
+    assert "record_fabricated" in _crisis_reply_run(None)  # undeclared, the pipeline's own reply reads as invented
+
+
+def test_written_by_names_real_tools():
+    for s in all_scenarios():
+        tools = {t.__name__ for t in s.tools}
+        for source in s.spec.judge.sources:
+            assert set(source.written_by) <= tools, f"{s.id}: written_by names a tool the scenario has not"

@@ -146,6 +146,36 @@ class RunView:
                 writers.setdefault(key, []).append(call.seq)
         return out
 
+    def live_against(self, space: str, written_by: frozenset[str]) -> list[tuple[str, Live, Any]]:
+        """(key, live value, baseline) at each checkpoint where a record of `space` differs from its baseline: what
+        the `written_by` runners last wrote for it, else the seed. Without runners this is `live` for one space."""
+        if not written_by:
+            return [(key, lv, self.seed_value(sp, key)) for (sp, key), lives in self.live.items() if sp == space
+                    for lv in lives]  # fmt: skip
+        current: dict[str, Any] = {}
+        base: dict[str, Any] = {}
+        writers: dict[str, list[int]] = {}
+        out: list[tuple[str, Live, Any]] = []
+        points = iter(self.checkpoints)
+        point = next(points)
+        for call in [*self.ok_calls(), None]:
+            seq = END if call is None else call.seq
+            while point.seq <= seq:
+                for key, value in current.items():
+                    was = base.get(key, self.seed_value(space, key))
+                    if value != was:
+                        out.append((key, Live(point, value, tuple(writers[key])), was))
+                point = next(points, Checkpoint(END + 1, "end"))
+            if call is None:
+                break
+            for ch in call.changes:
+                if ch["space"] == space:
+                    current[ch["key"]] = ch["after"]
+                    writers.setdefault(ch["key"], []).append(call.seq)
+                    if call.tool in written_by:
+                        base[ch["key"]] = ch["after"]
+        return out
+
     def _overlay_at(self, seq: int, honest: bool) -> dict[tuple[str, str], Any]:
         overlay: dict[tuple[str, str], Any] = {}
         for call in self.ok_calls():
