@@ -6,8 +6,11 @@
    over stdio (how products connect) and in-process (where the audit's share is largest).
 3. The cost of reading stdio the way `kpimcp serve` does (every line checked and answered) against the SDK's
    reader, both unaudited.
+4. With --breakdown: where the stdio audit's cost goes, by running the audited server with parts of the audit
+   stubbed out: without SQLite (the row is built, nothing is written), and without the row (no JSON, no hash, no
+   SQL: only the wrapper around the tool). Differences of medians, so expect a few hundredths of noise.
 
-Usage: python benchmarks/bench_server.py [--scenario ID|FOLDER] [--starts 7] [--calls 400]
+Usage: python benchmarks/bench_server.py [--scenario ID|FOLDER] [--starts 7] [--calls 400] [--breakdown]
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import tempfile
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 import anyio
 from mcp import Client, StdioServerParameters
@@ -43,10 +47,26 @@ import anyio
 from kpimcp.harness.cli import scenario_arg
 from kpimcp.servers import RunRegistry, build_server, connect
 from kpimcp.servers.stdio import run_stdio
-scenario_id, db, audited, reader = sys.argv[1], sys.argv[2], sys.argv[3] == "1", sys.argv[4]
+scenario_id, db, audited, reader, stub = sys.argv[1], sys.argv[2], sys.argv[3] == "1", sys.argv[4], sys.argv[5]
 scenario = scenario_arg(scenario_id)
 runs = RunRegistry(connect(db), scenario, "mandated", transport="stdio")
 server = build_server(scenario, "mandated", runs, _audited=audited)
+if stub:  # --breakdown only: parts of the audit stubbed out, to price each
+    import contextlib
+    from kpimcp.servers import server as audited_server
+    from kpimcp.servers.audit import Head
+
+    class NoAuditSql:  # the row is built as usual; its statements are not run
+        def __init__(self, conn): self.conn = conn
+        def execute(self, sql, *args):
+            skip = ("BEGIN", "COMMIT", "INSERT INTO audit", "UPDATE runs SET head")
+            return None if sql.startswith(skip) else self.conn.execute(sql, *args)
+        def __getattr__(self, name): return getattr(self.conn, name)
+
+    if stub == "no-row":
+        audited_server.audit.append = lambda conn, run_id, head=None, **_: Head((head.seq if head else 0) + 1, "", None)
+        audited_server.transaction = contextlib.nullcontext
+    runs.conn = NoAuditSql(runs.conn)
 # "guarded" = how `kpimcp serve` reads stdio (every line answered); "sdk" = the SDK's own reader
 anyio.run(run_stdio, server) if reader == "guarded" else server.run("stdio")
 """
@@ -91,11 +111,25 @@ async def _latency_pair(audited: object, plain: object, tool: str, args: dict, c
     return statistics.median(out[True]), statistics.median(out[False])
 
 
+async def _breakdown(scen: Any, tool: str, args: dict, calls: int) -> None:
+    """The stdio audit's cost, part by part: each variant against the unaudited server, side by side."""
+    extra = {}
+    for stub in ("no-row", "no-sql", ""):
+        audited, plain = await _latency_pair(scen(True, stub=stub), scen(False), tool, args, calls)
+        extra[stub] = audited - plain
+    print(f"where the stdio audit's cost goes (differences of medians of {calls}):")
+    print(f"  wrapper around the tool (lock, timing, status, client) : {extra['no-row']:6.3f} ms")
+    print(f"  building the row (JSON of arguments/result, hash)       : {extra['no-sql'] - extra['no-row']:6.3f} ms")
+    print(f"  SQLite (BEGIN IMMEDIATE, the row, the head, COMMIT)     : {extra[''] - extra['no-sql']:6.3f} ms")
+    print(f"  total                                                  : {extra['']:6.3f} ms")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--scenario", default=None)
     ap.add_argument("--starts", type=int, default=7)
     ap.add_argument("--calls", type=int, default=400)
+    ap.add_argument("--breakdown", action="store_true", help="price the parts of the stdio audit")
     opts = ap.parse_args()
     scenario = opts.scenario or _default_scenario()
     tool, args = _probe_call(scenario)
@@ -104,9 +138,9 @@ def main() -> None:
     (tmp / "scenario.py").write_text(textwrap.dedent(SCENARIO_SERVER))
     py = sys.executable
 
-    def scen(audited: bool, reader: str = "guarded") -> StdioServerParameters:
+    def scen(audited: bool, reader: str = "guarded", stub: str = "") -> StdioServerParameters:
         return StdioServerParameters(command=py, args=[str(tmp / "scenario.py"), scenario, str(tmp / "b.db"),
-                                                       "1" if audited else "0", reader])  # fmt: skip
+                                                       "1" if audited else "0", reader, stub])  # fmt: skip
 
     bare = StdioServerParameters(command=py, args=[str(tmp / "bare.py")])
 
@@ -128,6 +162,9 @@ def main() -> None:
         g, k = await _latency_pair(scen(False), scen(False, "sdk"), tool, args, opts.calls)
         print(f"stdio reader, unaudited both, median of {opts.calls}:")
         print(f"  SDK reader     : {k:6.3f} ms\n  guarded reader : {g:6.3f} ms   ratio {g / k:.2f}x")
+
+        if opts.breakdown:
+            await _breakdown(scen, tool, args, opts.calls)
 
         from kpimcp.harness.cli import scenario_arg
         from kpimcp.servers import RunRegistry, build_server, connect
