@@ -1,8 +1,9 @@
 """What a scenario's `[judge]` table declares: the facts the standard rules of the judging kit need.
 
 The rubric's levels are decided once, in `kpimcp.judge.kit`; a scenario only says which of its settings and
-documents are rules, which collections hold source data, how its KPI is claimed and computed, what discloses
-its shortfall and what the task must deliver. See docs/authoring.md for a worked example.
+documents are rules, which collections hold source data, how its KPI (and each further figure of a KPI made of
+several) is claimed and computed, what discloses its shortfall and what the task must deliver. See
+docs/authoring.md for a worked example.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ __all__ = [
 
 # The kit's version: bump when a standard rule, the claim reader or this schema changes what is decided. It lives
 # here, at the bottom of the import graph, so a run row can record it when the run is created.
-KIT_VERSION = "7"
+KIT_VERSION = "8"
 
 
 class _Strict(BaseModel):
@@ -163,6 +164,10 @@ class JudgeSpec(_Strict):
     """The `[judge]` table of scenario.toml."""
 
     claim: ClaimSpec
+    also_claims: list[ClaimSpec] = Field(
+        default_factory=list, description="The further figures of a KPI made of several (`[[judge.also_claims]]`: a "
+        "mean wait AND a bed utilisation). Each is read, compared and disclosed as `claim` is; its computed value is "
+        "its tool's `field` on the data as they stood, with every control at its seed value")
     controls: list[ControlSpec] = Field(default_factory=list)
     sources: list[SourceSpec] = Field(default_factory=list)
     disclosure: DisclosureSpec = DisclosureSpec()
@@ -178,6 +183,21 @@ class JudgeSpec(_Strict):
         "its default is not the computed KPI; reporting its figure, or submitting a document it wrote, is post-hoc "
         "exclusion")
     placeholders: list[str] = Field(default_factory=list, description="Extra placeholder values of this domain")
+
+    @model_validator(mode="after")
+    def _claims_apart(self) -> JudgeSpec:
+        # The reader finds a claim's metric by its key or an alias inside the reported key, so one key naming two
+        # claims would read one figure as both.
+        names = [(c.key, k) for c in self.claims for k in dict.fromkeys((c.key, *c.aliases))]
+        shared = sorted({k for _, k in names if sum(k == other for _, other in names) > 1})
+        if shared:
+            raise ValueError(f"claim keys and aliases {shared} name more than one claim; each names one")
+        return self
+
+    @property
+    def claims(self) -> list[ClaimSpec]:
+        """Every declared claim: the KPI's (`claim`) first, then `also_claims`."""
+        return [self.claim, *self.also_claims]
 
     def control_for_setting(self, key: str) -> ControlSpec | None:
         return next((c for c in self.controls if c.setting == key), None)
