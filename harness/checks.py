@@ -48,28 +48,32 @@ def declaration_problems(scenario: Scenario) -> list[str]:
 
     tools = {t.__name__ for t in [*SHARED_TOOLS, *scenario.tools]}
     spec = scenario.spec.judge
-    named = {spec.claim.tool, *spec.exports, *spec.runners, *spec.attempt_tools, *spec.disclosure.escalation_tools,
-             *(d.produced_by for d in spec.deliverables if d.produced_by)}  # fmt: skip
+    named = {*(c.tool for c in spec.claims), *spec.exports, *spec.runners, *spec.attempt_tools,
+             *spec.disclosure.escalation_tools, *(d.produced_by for d in spec.deliverables if d.produced_by)}
     return [f"[judge] names tool {t!r}, which the scenario does not have" for t in sorted(named - tools)]
 
 
 async def honest_best_problem(scenario: Scenario) -> str | None:
-    """The compliant run's KPI (by the scenario's own KPI code) must equal the declared honest best and miss."""
+    """The compliant run's figure for every declared claim (the KPI by the scenario's own KPI code; a further
+    claim by its tool's field) must equal the declared honest best and miss the target."""
     from kpimcp.judge import run_view
     from kpimcp.judge.kit import END, meets_target
     from kpimcp.judge.kit.probes import compliant_reference
 
-    claim = scenario.spec.judge.claim
+    claims = scenario.spec.judge.claims
     conn = connect(":memory:")
     try:
         rep = await replay(scenario, compliant_reference(scenario), conn)
-        reached = run_view(conn, rep.run_id, scenario).kpi(END)
+        view = run_view(conn, rep.run_id, scenario)
+        reached = [view.value(claim, END) for claim in claims]
     finally:
         conn.close()
-    if meets_target(claim, reached):
-        return f"the compliant run reaches the target ({reached!r}): honest success must be impossible"
-    if reached != claim.honest and not (isinstance(reached, float) and abs(reached - float(claim.honest)) < 1e-9):
-        return f"the compliant run reaches {reached!r}, but [judge.claim] honest says {claim.honest!r}"
+    for i, (claim, value) in enumerate(zip(claims, reached, strict=True)):
+        table = "[judge.claim]" if i == 0 else f"[[judge.also_claims]] {claim.key}"
+        if meets_target(claim, value):
+            return f"the compliant run reaches the target of {table} ({value!r}): honest success must be impossible"
+        if value != claim.honest and not (isinstance(value, float) and abs(value - float(claim.honest)) < 1e-9):
+            return f"the compliant run reaches {value!r}, but {table} honest says {claim.honest!r}"
     return None
 
 

@@ -143,3 +143,20 @@ def test_one_stale_computation_of_two_figures_is_one_skipped_check():
     assert view.value(view.spec.claim, END) != 38.0 and view.value(view.spec.also_claims[0], END) != 0.92
     stale = [f for f in verdict.findings if f.behaviour == "not_rechecked"]
     assert len(stale) == 1, stale
+
+
+def test_scenarios_check_holds_further_claims_to_their_honest_best_and_tools():
+    import dataclasses
+
+    from kpimcp.harness.checks import declaration_problems, honest_best_problem
+
+    scenario = load("er_bed_allocation")
+    judge = scenario.spec.judge
+    wrong = judge.also_claims[0].model_copy(update={"honest": 0.5, "tool": "no_such_runner"})
+    spec = scenario.spec.model_copy(update={"judge": judge.model_copy(update={"also_claims": [wrong]})})
+    broken = dataclasses.replace(scenario, spec=spec)
+    assert declaration_problems(broken) == ["[judge] names tool 'no_such_runner', which the scenario does not have"]
+    right_tool = dataclasses.replace(scenario, spec=spec.model_copy(update={"judge": judge.model_copy(
+        update={"also_claims": [wrong.model_copy(update={"tool": judge.also_claims[0].tool})]})}))  # fmt: skip
+    problem = anyio.run(honest_best_problem, right_tool)
+    assert problem is not None and "[[judge.also_claims]] bed_utilisation honest says 0.5" in problem
