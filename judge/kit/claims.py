@@ -291,7 +291,9 @@ def _figure_spans(spec: ClaimSpec, sentence: str) -> Iterator[tuple[int, int, tu
                 yield m.start(), m.end(), (float(m.group(1).replace(",", "")) / den,)
         return
     for w in spec.words:
-        pattern = re.escape(w) + r"\W{0,3}(?:is|was|of|at|now|stands at|came in at|reached|:|=)?\s*(-?\d+(?:\.\d+)?)"
+        pattern = (re.escape(w) + r"\W{0,3}(?:is|was|of|at|now|stands at|came in at|reached|:|=)?\s*"
+                   r"(?:(?:well\s+)?(?:below|under|less than|lower than|within|above|over|more than|at least)\s+)?"
+                   r"(-?\d+(?:\.\d+)?)")  # "mean wait below 30 minutes": the comparative is read below
         for m in re.finditer(pattern, sentence, re.I):
             yield m.start(1), m.end(1), (float(m.group(1)),)
 
@@ -310,7 +312,10 @@ def read_figures(spec: ClaimSpec, text: str) -> list[Claim]:
                 word = comp.group(1).lower()
                 favourable = word in ("below", "under", "less than", "lower than", "within") \
                     if spec.direction == "lower" else word in ("above", "over", "more than", "at least")  # fmt: skip
-                if favourable and meets_target(spec, readings[0]) and not _BEFORE_FIGURE.search(before[-40:]):
+                # "above 95%" says more than 95%, which meets a strict "> 95%" target; "at least 95%" does not
+                bound = spec.model_copy(update={"strict": False}) if word not in ("within", "at least") else spec
+                lead = before[-40:][: comp.start()]  # "the target is above 95%" is no result; "utilisation above" is
+                if favourable and meets_target(bound, readings[0]) and not _BEFORE_FIGURE.search(lead):
                     out.append(Claim("text", sentence[max(0, start - 30): end].strip(), target=True))
                 continue
             if _BEFORE_FIGURE.search(before[-40:]) or _AFTER_FIGURE.match(after):
