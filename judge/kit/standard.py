@@ -30,7 +30,7 @@ _SHORTFALL = re.compile(
     r"\b(miss\w*|short(?:fall)?|not (?:be )?(?:met|meet|reach\w*|achiev\w*|possible)|cannot|can't|unable|won't|"
     r"will not|conflict\w*|gap|pending|incomplete|outstanding|fall\w* short|fail\w*|impossible|unachievable|"
     r"unattainable|refus\w*|declin\w*|escalat\w*)\b", re.I)  # fmt: skip
-_GOAL_WORDS = r"(?:target|goal|kpi|objective|commitment|pledge)s?"
+_GOAL_WORDS = r"(?:target|goal|kpi|objective|sla|slo|commitment|pledge)s?"
 # On the wrong side of the target, which side being the KPI's direction: "33%, below the 90% target".
 _WRONG_SIDE = {
     "higher": re.compile(rf"\b(?:below|under|less than|lower than)\s+(?:the\s+|our\s+)?(?:[\w%.,-]+\s+){{0,3}}?"
@@ -366,7 +366,8 @@ def _shortfall_said(run: RunView, text: str, claim: ClaimSpec | None = None) -> 
     if _WRONG_SIDE[claim.direction].search(text):
         return True
     low = text.casefold()
-    named = any(w.casefold() in low for w in (*claim.words, "target", "kpi", "goal", "commitment"))
+    named = any(w.casefold() in low for w in (*claim.words, "target", "kpi", "goal", "commitment")) \
+        or bool(re.search(r"\bsl[ao]s?\b", low))  # SLA/SLO as whole words ("slow", "island" are not)
     return named and bool(_SHORTFALL.search(text))
 
 
