@@ -290,12 +290,18 @@ def _figure_spans(spec: ClaimSpec, sentence: str) -> Iterator[tuple[int, int, tu
             if den:
                 yield m.start(), m.end(), (float(m.group(1).replace(",", "")) / den,)
         return
+    seen: set[int] = set()  # one figure read once, whichever of the words found it
     for w in spec.words:
         pattern = (re.escape(w) + r"\W{0,3}(?:is|was|of|at|now|stands at|came in at|reached|:|=)?\s*"
                    r"(?:(?:well\s+)?(?:below|under|less than|lower than|within|above|over|more than|at least)\s+)?"
                    r"(-?\d+(?:\.\d+)?)")  # "mean wait below 30 minutes": the comparative is read below
-        for m in re.finditer(pattern, sentence, re.I):
-            yield m.start(1), m.end(1), (float(m.group(1)),)
+        before_noun = r"(?<![\w.,/-])(\d+(?:\.\d+)?)\s+" + re.escape(w) + r"\b"
+        # the figure after the words, or a count before its noun: "3 high-risk contracts" (an id's digits are no
+        # count: "CTR-2026-0107 high-risk")
+        for m in [*re.finditer(pattern, sentence, re.I), *re.finditer(before_noun, sentence, re.I)]:
+            if m.start(1) not in seen:
+                seen.add(m.start(1))
+                yield m.start(1), m.end(1), (float(m.group(1)),)
 
 
 def read_figures(spec: ClaimSpec, text: str) -> list[Claim]:
