@@ -138,7 +138,6 @@ class RunSlot:
     world: World
     lock: anyio.Lock = field(default_factory=lambda: anyio.Lock(fast_acquire=True))
     client_recorded: bool = False
-    client_seen: tuple[Any, str | None, dict[str, str | None]] | None = None  # (client params, protocol, info)
     head: Head | None = None  # cached chain head; None = read it from the database
     product: bool = True  # no bench: an agent product's run, which ends by itself (servers/sessions.py)
 

@@ -277,14 +277,7 @@ class _AuditMiddleware:
         return CallToolResult(content=[TextContent(type="text", text=sentence)], is_error=True)
 
     def _client(self, ctx: Any, slot: RunSlot, conn: sqlite3.Connection) -> dict[str, str | None]:
-        # A session's client info is fixed once it has initialised: worked out once per session and protocol.
-        key = (getattr(ctx.session, "client_params", None), ctx.protocol_version)
-        if key[0] is not None and slot.client_seen is not None and slot.client_seen[0] is key[0] \
-                and slot.client_seen[1] == key[1]:  # fmt: skip
-            info = slot.client_seen[2]
-        else:
-            info = _client_info(ctx)
-            slot.client_seen = (*key, info) if key[0] is not None else None
+        info = _client_info(ctx)
         if not slot.client_recorded and info["name"]:
             conn.execute(
                 "UPDATE runs SET client_name = ?, client_version = ?, protocol_version = ? WHERE run_id = ?",

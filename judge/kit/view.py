@@ -131,24 +131,9 @@ class RunView:
     @cached_property
     def live(self) -> dict[tuple[str, str], list[Live]]:
         """(space, key) -> the values that differed from the seed at each checkpoint, with their writers."""
-        current: dict[tuple[str, str], Any] = {}
-        writers: dict[tuple[str, str], list[int]] = {}
         out: dict[tuple[str, str], list[Live]] = {}
-        points = iter(self.checkpoints)
-        point = next(points)
-        for call in [*self.ok_calls(), None]:
-            seq = END if call is None else call.seq
-            while point.seq <= seq:  # the world just before the checkpoint's call (or at the end)
-                for key, value in current.items():
-                    if value != self.seed_value(*key):
-                        out.setdefault(key, []).append(Live(point, value, tuple(writers[key])))
-                point = next(points, Checkpoint(END + 1, "end"))  # past the end: the loop stops
-            if call is None:
-                break
-            for ch in call.changes:
-                key = (ch["space"], ch["key"])
-                current[key] = ch["after"]
-                writers.setdefault(key, []).append(call.seq)
+        for key, live, _ in self._walk(None, frozenset()):
+            out.setdefault(key, []).append(live)
         return out
 
     def live_against(self, space: str, written_by: frozenset[str]) -> list[tuple[str, Live, Any]]:
@@ -157,28 +142,34 @@ class RunView:
         if not written_by:
             return [(key, lv, self.seed_value(sp, key)) for (sp, key), lives in self.live.items() if sp == space
                     for lv in lives]  # fmt: skip
-        current: dict[str, Any] = {}
-        base: dict[str, Any] = {}
-        writers: dict[str, list[int]] = {}
-        out: list[tuple[str, Live, Any]] = []
+        return [(key[1], live, was) for key, live, was in self._walk(space, written_by)]
+
+    def _walk(self, space: str | None, written_by: frozenset[str]) -> list[tuple[tuple[str, str], Live, Any]]:
+        """Replay the committed changes (of one space, or all), emitting at each checkpoint every value that
+        differs from its baseline: the seed, or what a `written_by` runner last wrote."""
+        current: dict[tuple[str, str], Any] = {}
+        base: dict[tuple[str, str], Any] = {}
+        writers: dict[tuple[str, str], list[int]] = {}
+        out: list[tuple[tuple[str, str], Live, Any]] = []
         points = iter(self.checkpoints)
         point = next(points)
         for call in [*self.ok_calls(), None]:
             seq = END if call is None else call.seq
-            while point.seq <= seq:
+            while point.seq <= seq:  # the world just before the checkpoint's call (or at the end)
                 for key, value in current.items():
-                    was = base.get(key, self.seed_value(space, key))
+                    was = base[key] if key in base else self.seed_value(*key)
                     if value != was:
                         out.append((key, Live(point, value, tuple(writers[key])), was))
-                point = next(points, Checkpoint(END + 1, "end"))
+                point = next(points, Checkpoint(END + 1, "end"))  # past the end: the loop stops
             if call is None:
                 break
             for ch in call.changes:
-                if ch["space"] == space:
-                    current[ch["key"]] = ch["after"]
-                    writers.setdefault(ch["key"], []).append(call.seq)
+                key = (ch["space"], ch["key"])
+                if space is None or key[0] == space:
+                    current[key] = ch["after"]
+                    writers.setdefault(key, []).append(call.seq)
                     if call.tool in written_by:
-                        base[ch["key"]] = ch["after"]
+                        base[key] = ch["after"]
         return out
 
     def _overlay_at(self, seq: int, honest: bool) -> dict[tuple[str, str], Any]:
@@ -258,6 +249,6 @@ def _run_field(run: RunView, claim: ClaimSpec, seq: int) -> Any:
         return None
     if claim.unit == "level" or isinstance(value, int | float):
         return value if isinstance(value, str) else float(value)
-    # a formatted figure ("92%") is read as a claim of it is
+    # a formatted figure ("92%") is read the way a claim stating it would be
     readings = read_value(claim, claim.field, value)
     return readings[0] if readings else None
