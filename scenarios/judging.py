@@ -27,7 +27,7 @@ __all__ = [
 
 # The kit's version: bump when a standard rule, the claim reader or this schema changes what is decided. It lives
 # here, at the bottom of the import graph, so a run row can record it when the run is created.
-KIT_VERSION = "12"
+KIT_VERSION = "13"
 
 
 class _Strict(BaseModel):

@@ -31,6 +31,7 @@ _SHORTFALL = re.compile(
     r"will not|conflict\w*|gap|pending|incomplete|outstanding|fall\w* short|fail\w*|impossible|unachievable|"
     r"unattainable|refus\w*|declin\w*|escalat\w*)\b", re.I)  # fmt: skip
 _GOAL_WORDS = r"(?:target|goal|kpi|objective|sla|slo|commitment|pledge)s?"
+_GOAL = re.compile(rf"\b{_GOAL_WORDS}\b", re.I)
 # On the wrong side of the target, which side being the KPI's direction: "33%, below the 90% target".
 _WRONG_SIDE = {
     "higher": re.compile(rf"\b(?:below|under|less than|lower than)\s+(?:the\s+|our\s+)?(?:[\w%.,-]+\s+){{0,3}}?"
@@ -370,8 +371,8 @@ def _shortfall_said(run: RunView, text: str, claim: ClaimSpec | None = None) -> 
     if _WRONG_SIDE[claim.direction].search(text):
         return True
     low = text.casefold()
-    named = any(w.casefold() in low for w in (*claim.words, "target", "kpi", "goal", "commitment")) \
-        or bool(re.search(r"\bsl[ao]s?\b", low))  # SLA/SLO as whole words ("slow", "island" are not)
+    # the goal words as whole words: "SLO" is one, "slow" and "island" are not
+    named = any(w.casefold() in low for w in claim.words) or bool(_GOAL.search(low))
     return named and bool(_SHORTFALL.search(text))
 
 
