@@ -116,12 +116,19 @@ def genesis_hash(run_id: str) -> str:
     return hashlib.sha256(f"{HASH_VERSION}:{run_id}".encode()).hexdigest()
 
 
+_NONE_FIELD = (1).to_bytes(8, "big") + b"\x00"
+
+
 def _fields_hash(parts: Any) -> str:
     # Length-prefixed fields: unambiguous like a JSON list, without re-escaping large results a second time.
+    # A field is its length (8 bytes), then b"\x00" for None or b"\x01" and its text as UTF-8.
     chunks = []
     for part in parts:
-        data = b"\x00" if part is None else b"\x01" + str(part).encode()
-        chunks += (len(data).to_bytes(8, "big"), data)
+        if part is None:
+            chunks.append(_NONE_FIELD)
+        else:
+            data = str(part).encode()
+            chunks += ((len(data) + 1).to_bytes(8, "big"), b"\x01", data)
     return hashlib.sha256(b"".join(chunks)).hexdigest()
 
 
@@ -190,7 +197,7 @@ def append(
         "status": status,
         "result": None if result is None else _stored_result(_dump(result)),
         "error": error,
-        "changes": blobs.pack(conn, changes or [], _dump(changes or []), _dump),
+        "changes": blobs.pack(conn, changes, _dump(changes), _dump) if changes else "[]",
         "client_name": client.get("name"),
         "client_version": client.get("version"),
         "protocol_version": client.get("protocol_version"),

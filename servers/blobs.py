@@ -51,7 +51,7 @@ def _externalise(conn: sqlite3.Connection, value: Any) -> Any:
 
 def pack(conn: sqlite3.Connection, value: Any, dumped: str, dump: Callable[[Any], str]) -> str:
     """The stored form of `value`, whose plain JSON is `dumped` (`dump` writes JSON). Inside a transaction."""
-    if any(m in dumped for m in _MARKERS):
+    if _MARKERS[0] in dumped or _MARKERS[1] in dumped:
         return dump({"$packed": 0, "value": value})
     if len(dumped) < BLOB_MIN_CHARS:
         return dumped

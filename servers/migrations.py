@@ -13,14 +13,61 @@ failing step leaves the file as it was, and two processes opening one file never
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from sqlite_utils import Database
-from sqlite_utils.migrations import Migrations
+if TYPE_CHECKING:
+    from sqlite_utils import Database
 
-__all__ = ["MIGRATION_SET", "SCHEMA_VERSION", "STEPS", "applied_steps", "create_search_tables", "pending_steps"]
+__all__ = ["MIGRATIONS_TABLE", "MIGRATION_SET", "SCHEMA_VERSION", "STEPS", "Steps", "applied_steps",
+           "create_search_tables", "pending_steps"]  # fmt: skip
 
 MIGRATION_SET = "kpimcp"
-STEPS = Migrations(MIGRATION_SET)
+# sqlite-utils' `Migrations.migrations_table`: where applied steps are recorded (a test holds the two equal).
+MIGRATIONS_TABLE = "_sqlite_migrations"
+StepFunction = Callable[["Database"], None]
+
+
+class Steps:
+    """The ordered schema steps, applied with sqlite-utils' `Migrations`.
+
+    sqlite-utils (and numpy, which it imports when present) is imported only when a step is pending: a server
+    opening an up-to-date database (every start but the first) reads the applied steps with one query and
+    starts about 90 ms sooner.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.steps: list[tuple[str, StepFunction]] = []
+
+    def __call__(self, *, name: str) -> Callable[[StepFunction], StepFunction]:
+        """Register the decorated function as the next step, called `name`."""
+
+        def register(fn: StepFunction) -> StepFunction:
+            if name in self.names:
+                raise ValueError(f"schema step {name!r} is registered twice")
+            self.steps.append((name, fn))
+            return fn
+
+        return register
+
+    @property
+    def names(self) -> list[str]:
+        """The steps' names, in order."""
+        return [name for name, _ in self.steps]
+
+    def apply(self, conn: sqlite3.Connection) -> None:
+        """Apply the steps `conn`'s file has not applied, each recorded as sqlite-utils records it."""
+        from sqlite_utils import Database
+        from sqlite_utils.migrations import Migrations
+
+        migrations = Migrations(self.name)
+        for name, fn in self.steps:
+            migrations(name=name)(fn)
+        migrations.apply(Database(conn, execute_plugins=False, recursive_triggers=False))
+
+
+STEPS = Steps(MIGRATION_SET)
 
 # Triggers that make the audit evidence append-only; `verify` reports any that is missing.
 APPEND_ONLY_TABLES = ("audit", "run_meta", "blobs")
@@ -167,16 +214,16 @@ def _blobs(db: Database) -> None:
 
 
 # ---- reading the version (never writes) ---------------------------------------------------------------------------
-SCHEMA_VERSION = len(STEPS._migrations)
-_KNOWN = [m.name for m in STEPS._migrations]
+SCHEMA_VERSION = len(STEPS.steps)
+_KNOWN = STEPS.names
 
 
 def applied_steps(conn: sqlite3.Connection) -> list[str]:
     """Names of this set's steps recorded in the file, in order ([] for a new or unversioned database)."""
     if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
-                    (Migrations.migrations_table,)).fetchone() is None:  # fmt: skip
+                    (MIGRATIONS_TABLE,)).fetchone() is None:  # fmt: skip
         return []
-    return [r[0] for r in conn.execute(f"SELECT name FROM {Migrations.migrations_table} WHERE migration_set = ?"
+    return [r[0] for r in conn.execute(f"SELECT name FROM {MIGRATIONS_TABLE} WHERE migration_set = ?"
                                        " ORDER BY rowid", (MIGRATION_SET,))]  # fmt: skip
 
 

@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
-
-from sqlite_utils import Database
 
 from .migrations import SCHEMA_VERSION, STEPS, applied_steps, pending_steps
 
@@ -56,9 +55,19 @@ def default_db_path() -> Path:
     return Path(os.environ.get("KPIMCP_DB") or DEFAULT_DB)
 
 
+_SECOND: tuple[int, str] = (-1, "")
+
+
 def now_iso() -> str:
-    """UTC timestamp with microseconds, the format of every time column."""
-    return datetime.now(UTC).isoformat(timespec="microseconds")
+    """UTC timestamp with microseconds, the format of every time column (`datetime.isoformat`'s, `+00:00`)."""
+    # Two per audited call, on the path the reply waits for: the date and time of day are formatted once a second.
+    global _SECOND
+    second, micro = divmod(time.time_ns() // 1000, 1_000_000)
+    cached, text = _SECOND
+    if second != cached:
+        text = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        _SECOND = (second, text)
+    return f"{text}.{micro:06d}+00:00"
 
 
 # ---- what a file is, before SQLite touches it -------------------------------------------------------------------
@@ -203,7 +212,7 @@ def migrate(conn: sqlite3.Connection) -> list[str]:
     with transaction(conn):
         todo = _pending(conn)
         if todo:
-            STEPS.apply(Database(conn, execute_plugins=False, recursive_triggers=False))
+            STEPS.apply(conn)
     return todo
 
 

@@ -194,3 +194,23 @@ def test_verify_unknown_run_is_a_lookup_error(tmp_path):
     conn = _chain(tmp_path, 1)
     with pytest.raises(LookupError, match="no run 'nope'"):
         verify(conn, "nope")
+
+
+def test_the_row_hash_definition_never_changes():
+    # Databases already written must keep verifying: a faster hash implementation has to give the same digests.
+    import hashlib
+
+    from kpimcp.servers.audit import _HASHED, HASH_VERSION, _fields_hash, _row_hash
+
+    def reference(parts):  # the definition in docs/audit.md: each field length-prefixed, None apart from ""
+        out = b""
+        for part in parts:
+            data = b"\x00" if part is None else b"\x01" + str(part).encode()
+            out += len(data).to_bytes(8, "big") + data
+        return hashlib.sha256(out).hexdigest()
+
+    parts = ["a", None, 3, "é", "", 0.125]
+    assert _fields_hash(parts) == reference(parts)
+    assert _fields_hash(["a", None, 3, "é"]) == "a319454b23ab193842d82ed9592ce9cb04dd83a1088c65528969692509c11bd8"
+    values = {c: f"{c}-value" for c in _HASHED} | {"seq": 7, "error": None, "duration_ms": 1.5}
+    assert _row_hash("p" * 64, values) == reference([HASH_VERSION, "p" * 64, *[values[c] for c in _HASHED]])

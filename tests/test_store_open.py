@@ -19,7 +19,7 @@ from toy_support import TOY, toy_client
 
 from kpimcp.harness.cli import main
 from kpimcp.servers.integrity import check
-from kpimcp.servers.migrations import SCHEMA_VERSION, STEPS
+from kpimcp.servers.migrations import MIGRATIONS_TABLE, SCHEMA_VERSION, STEPS, applied_steps
 from kpimcp.servers.store import UnusableDatabase, connect, open_readonly, schema_version
 
 READERS = [["runs"], ["audit", "verify"], ["audit", "show", "run-toy"], ["db", "info"]]
@@ -171,8 +171,10 @@ def _legacy(path: Path) -> Path:
     conn = sqlite3.connect(path)
     conn.executescript(LEGACY_SCHEMA)
     conn.execute(f"ATTACH '{new}' AS n")
-    cols = "run_id, scenario, scenario_version, variant, model, bench_id, transport, client_name, client_version, " \
-           "protocol_version, status, created_at, updated_at, head_seq, head_hash"
+    cols = (
+        "run_id, scenario, scenario_version, variant, model, bench_id, transport, client_name, client_version, "
+        "protocol_version, status, created_at, updated_at, head_seq, head_hash"
+    )
     conn.execute(f"INSERT INTO runs ({cols}) SELECT {cols} FROM n.runs")
     conn.execute("INSERT INTO audit SELECT * FROM n.audit")
     conn.execute("INSERT INTO world_state SELECT * FROM n.world_state")
@@ -199,8 +201,9 @@ def test_an_older_database_is_refused_by_readers_and_upgraded_in_place_by_writer
 def test_a_newer_database_is_refused_by_readers_and_writers(tmp_path: Path) -> None:
     db = _toy_db(tmp_path / "k.db")
     conn = sqlite3.connect(db)
-    conn.execute("INSERT INTO _sqlite_migrations (migration_set, name, applied_at) VALUES ('kpimcp', '9999_future',"
-                 " 'later')")
+    conn.execute(
+        "INSERT INTO _sqlite_migrations (migration_set, name, applied_at) VALUES ('kpimcp', '9999_future', 'later')"
+    )
     conn.commit()
     conn.close()
     for argv in (["runs"], ["judge"], ["db", "upgrade"]):
@@ -210,10 +213,47 @@ def test_a_newer_database_is_refused_by_readers_and_writers(tmp_path: Path) -> N
         connect(db)
 
 
+def test_timestamps_are_utc_iso_with_microseconds_and_follow_the_clock() -> None:
+    # now_iso formats the date and time of day once a second; the text must stay datetime.isoformat's.
+    from datetime import UTC, datetime, timedelta
+
+    from kpimcp.servers.store import now_iso
+
+    before = datetime.now(UTC)
+    stamps = [now_iso() for _ in range(3)]
+    time.sleep(1.1)  # past a second boundary: the cached date and time of day must be refreshed
+    stamps.append(now_iso())
+    parsed = [datetime.fromisoformat(s) for s in stamps]
+    assert all(len(s) == 32 and s.endswith("+00:00") and p.tzinfo == UTC for s, p in zip(stamps, parsed, strict=True))
+    assert parsed == sorted(parsed) and parsed[0] >= before - timedelta(milliseconds=1)
+    assert parsed[-1] - parsed[0] >= timedelta(seconds=1.1) and parsed[-1] <= datetime.now(UTC)
+
+
 def test_steps_are_numbered_in_order_so_others_can_append_one() -> None:
-    names = [m.name for m in STEPS._migrations]
+    names = STEPS.names
     assert names == sorted(names) and len(set(names)) == len(names) == SCHEMA_VERSION
     assert [int(n.split("_")[0]) for n in names] == list(range(1, len(names) + 1))
+    with pytest.raises(ValueError, match="registered twice"):
+        STEPS(name=names[0])(lambda db: None)
+
+
+def test_applied_steps_are_read_where_sqlite_utils_records_them(tmp_path: Path) -> None:
+    from sqlite_utils.migrations import Migrations
+
+    assert Migrations.migrations_table == MIGRATIONS_TABLE
+    conn = connect(tmp_path / "k.db")
+    assert applied_steps(conn) == STEPS.names
+
+
+def test_opening_an_up_to_date_database_does_not_import_sqlite_utils(tmp_path: Path) -> None:
+    # The server's cold start: sqlite-utils (and numpy through it) cost ~90 ms and are needed only to apply a step.
+    connect(tmp_path / "k.db").close()
+    code = (
+        "import sys; from kpimcp.servers import connect; from kpimcp.harness.cli import scenario_arg; "
+        f"connect({str(tmp_path / 'k.db')!r}); print('sqlite_utils' in sys.modules, 'numpy' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False"]
 
 
 def test_concurrent_writers_creating_one_database_apply_each_step_once(tmp_path: Path) -> None:
