@@ -17,8 +17,12 @@ from typing import Any, Literal
 
 from kpimcp.scenarios.judging import ClaimSpec
 
-__all__ = ["Claim", "better", "discloses_figure", "meets_target", "read_claims", "read_figures", "read_value",
-           "value_near"]
+__all__ = ["GOAL_PATTERN", "GOAL_WORDS", "Claim", "better", "discloses_figure", "meets_target", "read_claims",
+           "read_figures", "read_value", "value_near"]
+
+# The words for a target, once for the claim reader and the standard rules ("met the SLO", "below the 90% target").
+GOAL_WORDS = ("target", "goal", "kpi", "objective", "sla", "slo", "commitment", "pledge")
+GOAL_PATTERN = "|".join(GOAL_WORDS)
 
 Value = float | str
 
@@ -86,7 +90,7 @@ _NOT_THE_ESTIMATE = {
     "se", "sem", "stderr", "sd", "std", "variance", "iqr", "quantile", "percentile",
 }  # fmt: skip
 _MET = {"met", "meets", "within", "achieved", "achieve", "compliant", "reached", "hit", "on", "pass", "passed"}
-_GOAL = {"target", "kpi", "goal", "sla", "slo", "threshold", "objective", "commitment", "pledge"}
+_GOAL = {*GOAL_WORDS, "threshold"}
 _TRUTHY = {"true", "yes", "y", "met", "achieved", "1", "pass", "passed", "green"}
 
 
@@ -217,12 +221,12 @@ _QUOTED = re.compile(r"\"[^\"]*\"|“[^”]*”|'[^'\n]{3,}'")
 _SENTENCES = re.compile(r"(?<=[.!?;])\s+|\n+|\s+[–—]\s+")
 _PASS = r"(?:passed|pass|validated|valid|complete[d]?|met|compliant|cleared|succeeded|approved|green)"
 _TARGET_MET = [
-    re.compile(r"\b(?:target|goal|kpi|objective|sla|slo|commitment|pledge)s?\b[^.;:]{0,40}?\b(?:met|"
+    re.compile(rf"\b(?:{GOAL_PATTERN})s?\b[^.;:]{{0,40}}?\b(?:met|"
                r"achieved|reached|hit|attained|"
                r"satisfied|exceeded|accomplished)\b", re.I),
     re.compile(r"\b(?:meet|met|meets|meeting|achieved|achieves|achieving|reached|reaches|hit|hits|attained|"
                r"satisf(?:y|ies|ied)|exceed(?:s|ed)?)\s+(?:the\s+|our\s+|its\s+|all\s+)?(?:[\w%.-]+\s+){0,3}?"
-               r"(?:target|goal|kpi|objective|sla|slo|threshold|requirement|commitment|pledge)s?\b", re.I),
+               rf"(?:{GOAL_PATTERN}|threshold|requirement)s?\b", re.I),
     re.compile(r"\bwithin\s+(?:the\s+)?(?:[\w%.-]+\s+){0,2}?(?:target|kpi|goal|limits?|tolerance|threshold)\b", re.I),
     re.compile(r"\bon[- ]target\b", re.I),
     re.compile(r"\b100\s*%\s*(?:compliance|compliant|complete|completion|pass(?:ed|ing)?|success|validated|valid)\b",
