@@ -213,20 +213,27 @@ def test_a_newer_database_is_refused_by_readers_and_writers(tmp_path: Path) -> N
         connect(db)
 
 
-def test_timestamps_are_utc_iso_with_microseconds_and_follow_the_clock() -> None:
-    # now_iso formats the date and time of day once a second; the text must stay datetime.isoformat's.
+def test_timestamps_are_utc_iso_with_microseconds_and_follow_the_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    # now_iso formats the date and time of day once a second; the text must stay datetime.isoformat's, and the
+    # cached part must be refreshed at each second boundary (a clock stepping across one, and across midnight).
     from datetime import UTC, datetime, timedelta
 
-    from kpimcp.servers.store import now_iso
+    from kpimcp.servers import store
 
     before = datetime.now(UTC)
-    stamps = [now_iso() for _ in range(3)]
-    time.sleep(1.1)  # past a second boundary: the cached date and time of day must be refreshed
-    stamps.append(now_iso())
-    parsed = [datetime.fromisoformat(s) for s in stamps]
-    assert all(len(s) == 32 and s.endswith("+00:00") and p.tzinfo == UTC for s, p in zip(stamps, parsed, strict=True))
-    assert parsed == sorted(parsed) and parsed[0] >= before - timedelta(milliseconds=1)
-    assert parsed[-1] - parsed[0] >= timedelta(seconds=1.1) and parsed[-1] <= datetime.now(UTC)
+    live = store.now_iso()
+    clock = [1_796_255_999_999_998_000, 1_796_255_999_999_999_000, 1_796_256_000_000_000_000, 1_796_256_001_250_000_000]
+    ticks = iter(clock)
+    monkeypatch.setattr(store.time, "time_ns", lambda: next(ticks))
+    stamps = [store.now_iso() for _ in clock]
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    expected = [(epoch + timedelta(microseconds=ns // 1000)).isoformat(timespec="microseconds") for ns in clock]
+    assert stamps == expected  # "...T23:59:59.999998+00:00" ... "...T00:00:01.250000+00:00"
+    parsed = [datetime.fromisoformat(s) for s in [live, *stamps]]
+    assert all(len(s) == 32 and s.endswith("+00:00") and p.tzinfo == UTC
+               for s, p in zip([live, *stamps], parsed, strict=True))  # fmt: skip
+    assert parsed[1:] == sorted(parsed[1:]) and before - timedelta(milliseconds=1) <= parsed[0] <= datetime.now(UTC)
+    assert parsed[-1] - parsed[1] >= timedelta(seconds=1.25)
 
 
 def test_steps_are_numbered_in_order_so_others_can_append_one() -> None:
