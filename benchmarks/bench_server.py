@@ -13,6 +13,8 @@
 The stdio call ratio moves with the machine's state far more than within one measurement (1.1x-1.4x between
 runs minutes apart on a shared 2-core VM), so it is measured in --rounds rounds, each with fresh servers, and
 reported as the median round with the range; the audit's absolute cost (audited minus unaudited) is printed too.
+Beside it, the same rounds between two identical unaudited servers (the noise floor): a ratio closer to 1.0x than
+their spread is not a measured difference.
 
 Usage: python benchmarks/bench_server.py [--scenario ID|FOLDER] [--starts 7] [--calls 400] [--rounds 5] [--breakdown]
 """
@@ -128,6 +130,14 @@ async def _breakdown(scen: Any, tool: str, args: dict, calls: int) -> None:
     print(f"  total                                                  : {extra['']:6.3f} ms")
 
 
+def _median_round(rounds: list[tuple[float, float]]) -> tuple[float, float]:
+    return sorted(rounds, key=lambda r: r[0] / r[1])[len(rounds) // 2]
+
+
+def _ratios(rounds: list[tuple[float, float]]) -> str:
+    return ", ".join(f"{x / y:.2f}" for x, y in sorted(rounds, key=lambda r: r[0] / r[1]))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--scenario", default=None)
@@ -160,16 +170,19 @@ def main() -> None:
         print(f"  bare MCPServer, one tool : {b * 1000:8.1f} ms")
         print(f"  kpimcp scenario server   : {s * 1000:8.1f} ms   ratio {s / b:.2f}x (target ≤ 1.50x)")
 
-        rounds = [await _latency_pair(scen(True), scen(False), tool, args, opts.calls) for _ in range(opts.rounds)]
-        rounds.sort(key=lambda r: r[0] / r[1])
-        a, p = rounds[len(rounds) // 2]
-        ratios = ", ".join(f"{x / y:.2f}" for x, y in rounds)
+        rounds, control = [], []
+        for _ in range(opts.rounds):  # audited/unaudited and control rounds interleaved: the same machine states
+            rounds.append(await _latency_pair(scen(True), scen(False), tool, args, opts.calls))
+            control.append(await _latency_pair(scen(False), scen(False), tool, args, opts.calls))
+        a, p = _median_round(rounds)
         costs = sorted(x - y for x, y in rounds)
         print(f"tool-call latency over stdio, median of {opts.calls} calls, median of {opts.rounds} rounds:")
         print(f"  unaudited : {p:6.3f} ms\n  audited   : {a:6.3f} ms   ratio {a / p:.2f}x (target ≤ 1.20x)")
-        print(f"  rounds    : {ratios}")
+        print(f"  rounds    : {_ratios(rounds)}")
         mid = costs[len(costs) // 2]
         print(f"  the audit's own cost per call: {mid:.3f} ms (rounds: {costs[0]:.3f}-{costs[-1]:.3f})")
+        c1, c2 = _median_round(control)
+        print(f"  noise floor, two identical unaudited servers: ratio {c1 / c2:.2f}x, rounds {_ratios(control)}")
 
         g, k = await _latency_pair(scen(False), scen(False, "sdk"), tool, args, opts.calls)
         print(f"stdio reader, unaudited both, median of {opts.calls}:")
