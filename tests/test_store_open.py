@@ -255,9 +255,13 @@ def test_applied_steps_are_read_where_sqlite_utils_records_them(tmp_path: Path) 
 def test_opening_an_up_to_date_database_does_not_import_sqlite_utils(tmp_path: Path) -> None:
     # The server's cold start: sqlite-utils (and numpy through it) cost ~90 ms and are needed only to apply a step.
     connect(tmp_path / "k.db").close()
+    # What a stdio server does before its first call: load its scenario, open the database, build the server.
     code = (
-        "import sys; from kpimcp.servers import connect; from kpimcp.harness.cli import scenario_arg; "
-        f"connect({str(tmp_path / 'k.db')!r}); print('sqlite_utils' in sys.modules, 'numpy' in sys.modules)"
+        "import sys; from kpimcp.servers import RunRegistry, build_server, connect; "
+        "from kpimcp.harness.cli import scenario_arg; "
+        f"s = scenario_arg({str(TOY)!r}); runs = RunRegistry(connect({str(tmp_path / 'k.db')!r}), s, 'mandated'); "
+        "build_server(s, 'mandated', runs); runs.slot(); "
+        "print('sqlite_utils' in sys.modules, 'numpy' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
