@@ -187,8 +187,7 @@ def _open_writer(target: str, *, must_exist: bool) -> sqlite3.Connection:
         _pragmas(conn)
         if _kind(conn, target) == "empty" and must_exist:
             raise UnusableDatabase(f"{target} is an empty SQLite database, not a kpimcp results database")
-        if conn.execute("PRAGMA journal_mode").fetchone()[0] not in ("wal", "memory"):
-            conn.execute("PRAGMA journal_mode=WAL")
+        _switch_to_wal(conn)
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute(f"PRAGMA journal_size_limit={_JOURNAL_SIZE_LIMIT}")
     except sqlite3.OperationalError as exc:
@@ -198,6 +197,31 @@ def _open_writer(target: str, *, must_exist: bool) -> sqlite3.Connection:
     except sqlite3.DatabaseError as exc:
         raise _unusable(target, exc) from None
     return conn
+
+
+def _switch_to_wal(conn: Any, *, timeout: float = BUSY_TIMEOUT_MS / 1000) -> None:
+    """Put the file in WAL mode (an in-memory database stays in memory mode).
+
+    Writers opening a new file together race to switch it, and SQLite can then answer "database is locked" at
+    once, without calling the busy handler (measured: 2 of 3,000 openings by 12 threads starting together), so
+    the switch is retried until the busy timeout like every other lock wait.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if conn.execute("PRAGMA journal_mode").fetchone()[0] in ("wal", "memory"):
+                return
+            if conn.execute("PRAGMA journal_mode=WAL").fetchone()[0] == "wal":
+                return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+            if time.monotonic() >= deadline:
+                raise
+        else:  # the mode could not change (SQLite then reports the old one): as busy
+            if time.monotonic() >= deadline:
+                raise sqlite3.OperationalError("database is locked (could not switch it to WAL mode)")
+        time.sleep(0.005)
 
 
 def migrate(conn: sqlite3.Connection) -> list[str]:

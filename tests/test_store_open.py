@@ -271,8 +271,11 @@ def test_concurrent_writers_creating_one_database_apply_each_step_once(tmp_path:
     db = tmp_path / "race.db"
     errors: list[BaseException] = []
 
+    start = threading.Barrier(6)
+
     def open_it() -> None:
         try:
+            start.wait()  # all at once: the race on a new file is at its switch to WAL and its first schema step
             connect(db).close()
         except BaseException as exc:  # collected: a thread's exception would otherwise vanish
             errors.append(exc)
@@ -285,6 +288,35 @@ def test_concurrent_writers_creating_one_database_apply_each_step_once(tmp_path:
     assert errors == []
     conn = sqlite3.connect(db)
     assert conn.execute("SELECT count(*) FROM _sqlite_migrations").fetchone()[0] == SCHEMA_VERSION
+
+
+def test_the_wal_switch_waits_out_a_lock_sqlite_reports_without_waiting() -> None:
+    # Writers opening a new file together: SQLite may answer "locked" to the WAL switch at once, without its busy
+    # handler (seen in CI as an Inspect eval failing to open its run). The switch retries until the busy timeout.
+    from kpimcp.servers.store import _switch_to_wal
+
+    class Racing:  # the file is "delete" until the other writer's switch lands; two switches are refused at once
+        def __init__(self, refusals: int, error: str = "database is locked") -> None:
+            self.mode, self.refusals, self.error, self.switches = "delete", refusals, error, 0
+
+        def execute(self, sql: str) -> Racing:
+            if sql == "PRAGMA journal_mode=WAL":
+                self.switches += 1
+                if self.switches <= self.refusals:
+                    raise sqlite3.OperationalError(self.error)
+                self.mode = "wal"
+            return self
+
+        def fetchone(self) -> tuple[str]:
+            return (self.mode,)
+
+    conn = Racing(refusals=2)
+    _switch_to_wal(conn)
+    assert conn.mode == "wal" and conn.switches == 3
+    with pytest.raises(sqlite3.OperationalError, match="locked"):  # a lock that never ends is still reported
+        _switch_to_wal(Racing(refusals=10**9), timeout=0.05)
+    with pytest.raises(sqlite3.OperationalError, match="disk I/O"):  # other errors are not retried
+        _switch_to_wal(Racing(refusals=1, error="disk I/O error"))
 
 
 # ---- verify on a live database ------------------------------------------------------------------------------------
